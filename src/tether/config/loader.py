@@ -1,0 +1,204 @@
+"""Load ``tether.yaml``: YAML with line numbers, ``${ENV_VAR}`` interpolation, strict validation.
+
+Every problem becomes a :class:`~tether.errors.ConfigError` whose message reads
+``FILE:LINE: yaml.path: what is wrong`` followed by ``fix: what to do``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from tether.config.models import ON_FAILURE_HINT, TetherConfig
+from tether.errors import ConfigError
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_ROOT_PATH = re.compile(r"^(?:Value error, )?((?:[\w\-]+\.)*[\w\-]+): (.*)$", re.S)
+
+Path_ = tuple[str | int, ...]
+_PROVIDER_KINDS = ("local", "openai", "anthropic", "scripted")
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One configuration problem, located."""
+
+    file: str
+    line: int
+    path: str
+    message: str
+    fix: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        text = f"{where}: {self.path or '<root>'}: {self.message}"
+        return f"{text}\n  fix: {self.fix}" if self.fix else text
+
+
+class ConfigProblems(ConfigError):
+    """One or more located configuration problems."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__("\n".join(str(p) for p in problems))
+        self.problems = problems
+
+
+def load_config(
+    path: str | os.PathLike[str], env: Mapping[str, str] | None = None
+) -> TetherConfig:
+    """Read, interpolate and validate a config file. Raises ConfigError naming file and line."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{file}: no such file; create one with `tether init` or pass --config PATH"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read it ({exc.strerror})") from None
+    return parse_config(text, str(file), os.environ if env is None else env)
+
+
+def parse_config(text: str, filename: str, env: Mapping[str, str]) -> TetherConfig:
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else 0
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigProblems(
+            [Problem(filename, line, "", f"not valid YAML: {problem}", "fix the YAML syntax")]
+        ) from None
+    lines: dict[Path_, int] = {}
+    problems: list[Problem] = []
+    data = _to_python(node, (), lines, env, problems, filename) if node is not None else {}
+    if problems:
+        raise ConfigProblems(problems)
+    if not isinstance(data, dict):
+        raise ConfigProblems(
+            [Problem(filename, 1, "", "the file must be a mapping", "start with `features:`")]
+        )
+    try:
+        return TetherConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigProblems(_problems(exc, lines, filename)) from None
+
+
+def _to_python(
+    node: yaml.Node,
+    path: Path_,
+    lines: dict[Path_, int],
+    env: Mapping[str, str],
+    problems: list[Problem],
+    filename: str,
+) -> Any:
+    lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        out: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            out[key] = _to_python(value_node, (*path, key), lines, env, problems, filename)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [
+            _to_python(child, (*path, i), lines, env, problems, filename)
+            for i, child in enumerate(node.value)
+        ]
+    value = yaml.SafeLoader("").construct_object(node)  # type: ignore[no-untyped-call]
+    if isinstance(value, str) and "${" in value:
+        return _interpolate(value, path, lines[path], env, problems, filename)
+    return value
+
+
+def _interpolate(
+    value: str,
+    path: Path_,
+    line: int,
+    env: Mapping[str, str],
+    problems: list[Problem],
+    filename: str,
+) -> str:
+    def replace(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in env:
+            return env[name]
+        if default is not None:
+            return default
+        problems.append(
+            Problem(
+                filename,
+                line,
+                _dotted(path),
+                f"environment variable {name} is not set",
+                f"export {name}=... or write ${{{name}:-default}}",
+            )
+        )
+        return ""
+
+    return _ENV.sub(replace, value)
+
+
+def _dotted(path: Path_) -> str:
+    return ".".join(str(p) for p in path)
+
+
+def _line_for(path: Path_, lines: dict[Path_, int]) -> int:
+    for end in range(len(path), -1, -1):
+        if path[:end] in lines:
+            return lines[path[:end]]
+    return 0
+
+
+def _problems(exc: ValidationError, lines: dict[Path_, int], filename: str) -> list[Problem]:
+    problems = []
+    for err in exc.errors():
+        loc = _strip_union_tag(tuple(err["loc"]))
+        message = str(err["msg"])
+        if not loc:
+            match = _ROOT_PATH.match(message)
+            if match:
+                loc = tuple(int(p) if p.isdigit() else p for p in match.group(1).split("."))
+                message = match.group(2)
+        message = message.removeprefix("Value error, ")
+        problems.append(
+            Problem(
+                filename,
+                _line_for(loc, lines),
+                _dotted(loc),
+                message,
+                _fix(err["type"], loc, err.get("ctx") or {}),
+            )
+        )
+    return problems
+
+
+def _strip_union_tag(loc: Path_) -> Path_:
+    """Pydantic puts the discriminator value after the provider name; YAML has no such level."""
+    if len(loc) >= 3 and loc[0] == "providers" and loc[2] in _PROVIDER_KINDS:
+        return (*loc[:2], *loc[3:])
+    return loc
+
+
+def _fix(kind: str, loc: Path_, ctx: dict[str, Any]) -> str:
+    field = str(loc[-1]) if loc else ""
+    if kind == "missing" and field == "on_failure":
+        return ON_FAILURE_HINT
+    if kind == "missing":
+        return f"add `{field}:` here"
+    if kind == "extra_forbidden":
+        return f"remove `{field}` or check its spelling (`tether init` writes a commented example)"
+    if kind in ("literal_error", "union_tag_invalid"):
+        expected = ctx.get("expected") or ctx.get("expected_tags")
+        return f"use one of: {expected}" if expected else "use one of the documented values"
+    if kind.endswith("_type") or kind.endswith("_parsing"):
+        return f"give `{field}` a value of the expected type"
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        return "change the value to fit the bound"
+    return "see `tether init` for a working example"

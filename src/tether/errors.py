@@ -1,0 +1,146 @@
+"""The one error tree of tether.
+
+Every error tether raises is a :class:`TetherError`. The tree::
+
+    TetherError
+    ├── ConfigError              tether.yaml is invalid (names file, line, YAML path, fix)
+    ├── InvalidRequest           the caller asked for something malformed
+    │   └── FeatureNotFound      no feature of that name
+    ├── ProviderError            a model call failed (carries provider, model, retryable)
+    │   ├── Timeout              connect / first-token / per-attempt / total deadline passed
+    │   ├── RateLimited          upstream said 429 (carries retry_after_s)
+    │   ├── UpstreamError        bad status, refused connection, malformed body or stream
+    │   ├── CircuitOpen          the upstream's breaker is open; the call was not sent
+    │   └── StreamInterrupted    a stream broke after content reached the caller
+    ├── GuardBlocked             a guard refused the input or output
+    ├── BudgetExceeded           a token / cost / latency / rate budget would be exceeded
+    ├── ReviewRequired           the answer is held for a human reviewer
+    └── FeatureFailed            every path failed and the feature's on_failure says raise
+
+Each error has a stable machine-readable ``reason`` (used as the ``reason`` of a degraded result
+and, in the gateway, mapped to the OpenAI error envelope in exactly one place) and a message that
+says what to do next.
+"""
+
+from __future__ import annotations
+
+
+class TetherError(Exception):
+    """Base of every error tether raises."""
+
+    reason: str = "error"
+
+    def __init__(self, message: str, *, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if reason is not None:
+            self.reason = reason
+
+
+class ConfigError(TetherError):
+    """The configuration is invalid. The message names file, line, YAML path and the fix."""
+
+    reason = "config_error"
+
+
+class InvalidRequest(TetherError):
+    """The caller's request is malformed (a missing template variable, a bad argument)."""
+
+    reason = "invalid_request"
+
+
+class FeatureNotFound(InvalidRequest):
+    """No feature with that name is declared."""
+
+    reason = "feature_not_found"
+
+
+class ProviderError(TetherError):
+    """A model call failed. ``retryable`` says whether the same upstream may be asked again."""
+
+    reason = "provider_error"
+    retryable: bool = True
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str = "",
+        model: str = "",
+        status_code: int | None = None,
+        retryable: bool | None = None,
+        reason: str | None = None,
+    ) -> None:
+        super().__init__(message, reason=reason)
+        self.provider = provider
+        self.model = model
+        self.status_code = status_code
+        if retryable is not None:
+            self.retryable = retryable
+
+
+class Timeout(ProviderError):
+    """A deadline passed: connect, time to first token, per attempt, or the call's total."""
+
+    reason = "timeout"
+
+
+class RateLimited(ProviderError):
+    """The upstream rate-limited the call (HTTP 429). ``retry_after_s`` is its Retry-After."""
+
+    reason = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after_s: float | None = None, **kw: object) -> None:
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+        self.retry_after_s = retry_after_s
+
+
+class UpstreamError(ProviderError):
+    """The upstream answered badly: error status, refused connection, malformed body/stream."""
+
+    reason = "upstream_error"
+
+
+class CircuitOpen(ProviderError):
+    """The upstream's circuit breaker is open, so the call was not sent."""
+
+    reason = "circuit_open"
+
+    def __init__(self, message: str, *, retry_in_s: float = 0.0, **kw: object) -> None:
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+        self.retry_in_s = retry_in_s
+
+
+class StreamInterrupted(ProviderError):
+    """A stream broke after content reached the caller; tether never switches provider then."""
+
+    reason = "stream_interrupted"
+    retryable = False
+
+
+class GuardBlocked(TetherError):
+    """A guard refused the input or the output."""
+
+    reason = "guard_blocked"
+
+
+class BudgetExceeded(TetherError):
+    """The call would exceed a token, cost, latency or rate budget."""
+
+    reason = "budget_exceeded"
+
+
+class ReviewRequired(TetherError):
+    """The answer is held for a human reviewer before it may be shown."""
+
+    reason = "review_required"
+
+
+class FeatureFailed(TetherError):
+    """Every path failed and the feature's ``on_failure`` is ``raise``; ``cause`` says why."""
+
+    reason = "feature_failed"
+
+    def __init__(self, message: str, *, cause: TetherError) -> None:
+        super().__init__(message, reason=cause.reason)
+        self.cause = cause

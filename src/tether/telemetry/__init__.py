@@ -1,0 +1,5 @@
+"""Observability: the per-call trace (and, later, OTel spans and Prometheus metrics)."""
+
+from tether.telemetry.trace import Attempt, Trace, TraceEvent
+
+__all__ = ["Attempt", "Trace", "TraceEvent"]

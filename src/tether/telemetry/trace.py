@@ -1,0 +1,104 @@
+"""The trace of one call: every attempt and every decision tether took, in order.
+
+A trace is built in memory on the request path (appending is cheap) and handed to a sink after
+the call; persistence and export live elsewhere so the hot path never waits on storage.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from tether.types import Usage
+
+AttemptStatus = Literal["ok", "error"]
+
+
+def new_trace_id() -> str:
+    """A 128-bit hex id, the same width as an OpenTelemetry trace id."""
+    return secrets.token_hex(16)
+
+
+@dataclass(slots=True)
+class Attempt:
+    """One call to one upstream model."""
+
+    model: str
+    provider: str
+    number: int
+    chain_position: int = 0
+    status: AttemptStatus = "ok"
+    error_class: str | None = None
+    error: str | None = None
+    status_code: int | None = None
+    start_ms: float = 0.0
+    end_ms: float = 0.0
+    ttft_ms: float | None = None
+    usage: Usage = field(default_factory=Usage)
+    cost_usd: float = 0.0
+    streamed: bool = False
+
+    @property
+    def duration_ms(self) -> float:
+        return self.end_ms - self.start_ms
+
+
+@dataclass(slots=True)
+class TraceEvent:
+    """A decision: ``retry``, ``fallback``, ``breaker_open``, ``breaker_wait``,
+    ``failure_path``, ``stream_interrupted`` ... with its data."""
+
+    kind: str
+    at_ms: float
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Trace:
+    feature: str
+    id: str = field(default_factory=new_trace_id)
+    variant: str = "default"
+    user: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    started_at: float = field(default_factory=time.time)
+    t0: float = field(default_factory=time.perf_counter)
+    attempts: list[Attempt] = field(default_factory=list)
+    events: list[TraceEvent] = field(default_factory=list)
+    status: Literal["ok", "degraded", "error", "running"] = "running"
+    degraded: bool = False
+    reason: str | None = None
+    output: str | None = None
+    model: str | None = None
+    usage: Usage = field(default_factory=Usage)
+    cost_usd: float = 0.0
+    latency_ms: float = 0.0
+
+    def now_ms(self) -> float:
+        """Milliseconds since the call started."""
+        return (time.perf_counter() - self.t0) * 1000.0
+
+    def event(self, kind: str, **data: Any) -> None:
+        self.events.append(TraceEvent(kind, self.now_ms(), data))
+
+    def start_attempt(self, model: str, provider: str, *, streamed: bool = False) -> Attempt:
+        attempt = Attempt(
+            model=model,
+            provider=provider,
+            number=len(self.attempts) + 1,
+            start_ms=self.now_ms(),
+            streamed=streamed,
+        )
+        self.attempts.append(attempt)
+        return attempt
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready view (the shape the trace store and ``--json`` output use)."""
+        data = asdict(self)
+        data.pop("t0")
+        data["usage"] = self.usage.as_dict()
+        for attempt, raw in zip(self.attempts, data["attempts"], strict=True):
+            raw["usage"] = attempt.usage.as_dict()
+            raw["duration_ms"] = round(attempt.duration_ms, 3)
+        return data
