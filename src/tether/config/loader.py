@@ -50,9 +50,7 @@ class ConfigProblems(ConfigError):
         self.problems = problems
 
 
-def load_config(
-    path: str | os.PathLike[str], env: Mapping[str, str] | None = None
-) -> TetherConfig:
+def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> TetherConfig:
     """Read, interpolate and validate a config file. Raises ConfigError naming file and line."""
     file = Path(path)
     try:
@@ -111,7 +109,7 @@ def _to_python(
             _to_python(child, (*path, i), lines, env, problems, filename)
             for i, child in enumerate(node.value)
         ]
-    value = yaml.SafeLoader("").construct_object(node)  # type: ignore[no-untyped-call]
+    value = yaml.SafeLoader("").construct_object(node)
     if isinstance(value, str) and "${" in value:
         return _interpolate(value, path, lines[path], env, problems, filename)
     return value

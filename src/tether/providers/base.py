@@ -56,3 +56,9 @@ class Provider(Protocol):
 
 class Closeable(Protocol):
     async def aclose(self) -> None: ...
+
+
+def split_name(name: str) -> tuple[str, str]:
+    """``"provider:model"`` -> ``("provider", "model")``."""
+    provider, _, model = name.partition(":")
+    return provider, model

@@ -1,0 +1,169 @@
+"""The ``tether`` command line: init, check, run, demo (and the pillars' sub-commands)."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from tether.cli.render import trace_table
+from tether.cli.templates import STARTER_CONFIG
+from tether.errors import ConfigError, FeatureFailed, InvalidRequest, TetherError
+
+ConfigOption = Annotated[
+    Path, typer.Option("--config", "-c", help="The tether.yaml to use.", show_default=True)
+]
+
+SUB_APPS = (
+    ("tether.cli.guards", "guards", "Run and measure input/output guards."),
+    ("tether.cli.traces", "traces", "List, show and follow stored traces."),
+    ("tether.cli.keys", "keys", "Create, list and revoke gateway API keys."),
+)
+
+
+def _parse_vars(pairs: list[str]) -> dict[str, str]:
+    variables: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"{pair!r} is not key=value, e.g. --var message='Hello'")
+        variables[key] = value
+    return variables
+
+
+def init(
+    directory: Annotated[Path, typer.Argument(help="Where to write tether.yaml.")] = Path("."),
+    force: Annotated[bool, typer.Option(help="Overwrite an existing tether.yaml.")] = False,
+) -> None:
+    """Write a commented tether.yaml with a working feature named `assistant`."""
+    target = directory / "tether.yaml"
+    if target.exists() and not force:
+        Console(stderr=True).print(f"[red]{target} exists[/]; pass --force to overwrite it")
+        raise typer.Exit(1)
+    directory.mkdir(parents=True, exist_ok=True)
+    target.write_text(STARTER_CONFIG, encoding="utf-8")
+    Console().print(
+        f"wrote [bold]{target}[/]\nnext: tether run assistant --config {target} "
+        "--var message='What is tether?'"
+    )
+
+
+def check(
+    config: Annotated[Path, typer.Argument(help="The tether.yaml to validate.")] = Path(
+        "tether.yaml"
+    ),
+) -> None:
+    """Validate a config; exit non-zero with FILE:LINE, the YAML path and a fix on problems."""
+    from tether.config.loader import load_config
+
+    try:
+        loaded = load_config(config)
+    except ConfigError as exc:
+        Console(stderr=True, highlight=False).print(str(exc), markup=False)
+        raise typer.Exit(1) from None
+    Console().print(
+        f"[green]ok[/] {config}: {len(loaded.features)} feature(s) "
+        f"({', '.join(loaded.features) or 'none'}), {len(loaded.providers)} provider(s)"
+    )
+
+
+def run(
+    feature: Annotated[str, typer.Argument(help="The feature to call.")],
+    config: ConfigOption = Path("tether.yaml"),
+    var: Annotated[
+        list[str] | None, typer.Option("--var", "-v", help="A template variable: key=value.")
+    ] = None,
+    stream: Annotated[bool, typer.Option(help="Print the answer as it is produced.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    user: Annotated[str | None, typer.Option(help="The end user the call is for.")] = None,
+    show_trace: Annotated[bool, typer.Option("--trace", help="Show the call's trace.")] = False,
+) -> None:
+    """Call a feature once, e.g. `tether run assistant --var message='Hi'`."""
+    variables = _parse_vars(var or [])
+    err = Console(stderr=True, highlight=False)
+    try:
+        result = asyncio.run(_run(feature, config, variables, stream and not as_json, user))
+    except ConfigError as exc:
+        err.print(str(exc), markup=False)
+        raise typer.Exit(1) from None
+    except InvalidRequest as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(2) from None
+    except FeatureFailed as exc:
+        err.print(f"failed: {exc}", markup=False)
+        raise typer.Exit(1) from None
+    if as_json:
+        sys.stdout.write(json.dumps(result.to_dict()) + "\n")
+    elif not stream:
+        sys.stdout.write(result.output + "\n")
+    if result.degraded and not as_json:
+        err.print(f"[yellow]degraded[/]: {result.reason} (trace {result.trace_id})")
+    if show_trace and result.trace is not None:
+        err.print(trace_table(result.trace))
+
+
+async def _run(
+    feature: str, config: Path, variables: dict[str, str], stream: bool, user: str | None
+) -> Any:
+    from tether.sdk import Tether
+
+    async with Tether.from_config(config) as tether:
+        if not stream:
+            return await tether.run(feature, variables, user=user)
+        final = None
+        async for chunk in tether.stream(feature, variables, user=user):
+            sys.stdout.write(chunk.text)
+            sys.stdout.flush()
+            if chunk.done:
+                final = chunk
+        sys.stdout.write("\n")
+        if final is not None and final.error:
+            Console(stderr=True).print(f"[red]stream interrupted[/]: {final.error}")
+        assert final is not None and final.result is not None
+        return final.result
+
+
+def demo() -> None:
+    """Offline tour: the local model answering, then an outage handled by fallback and by the
+    failure path."""
+    from tether.cli.demo import run_demo
+
+    try:
+        run_demo(Console(highlight=False))
+    except TetherError as exc:
+        Console(stderr=True).print(f"[red]demo failed[/]: {exc}")
+        raise typer.Exit(1) from None
+
+
+def build_app() -> typer.Typer:
+    app = typer.Typer(
+        name="tether",
+        help="tether: the production layer for AI features (guarded, budgeted, traced calls "
+        "with a designed failure path).",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+    )
+    app.command()(init)
+    app.command()(check)
+    app.command()(run)
+    app.command()(demo)
+    for module_name, name, help_text in SUB_APPS:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue
+        app.add_typer(module.app, name=name, help=help_text)
+    return app
+
+
+def main() -> None:
+    build_app()()

@@ -1,0 +1,68 @@
+"""What a call returns: a :class:`Result`, or for streams :class:`StreamChunk` pieces whose last
+one (``done=True``) carries the Result."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from tether.telemetry.trace import Trace
+from tether.types import ToolCall, ToolCallDelta, Usage
+
+
+@dataclass(slots=True)
+class Result:
+    """The answer, and everything a caller needs to be honest with its users about it.
+
+    ``degraded`` is true when the answer is not a model's normal answer (the failure path
+    answered, or a stream broke); ``reason`` then says why in a stable machine-readable word.
+    ``model`` names the upstream that answered (None when the static failure response did).
+    """
+
+    output: str
+    feature: str
+    trace_id: str
+    degraded: bool = False
+    reason: str | None = None
+    usage: Usage = field(default_factory=Usage)
+    cost_usd: float = 0.0
+    latency_ms: float = 0.0
+    variant: str = "default"
+    model: str | None = None
+    finish_reason: str | None = None
+    tool_calls: list[ToolCall] | None = None
+    trace: Trace | None = field(default=None, repr=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape of ``tether run --json`` and the native gateway endpoint."""
+        data: dict[str, Any] = {
+            "output": self.output,
+            "degraded": self.degraded,
+            "reason": self.reason,
+            "trace_id": self.trace_id,
+            "usage": self.usage.as_dict(),
+            "cost_usd": self.cost_usd,
+            "latency_ms": round(self.latency_ms, 3),
+            "variant": self.variant,
+            "feature": self.feature,
+            "model": self.model,
+            "finish_reason": self.finish_reason,
+        }
+        if self.tool_calls:
+            data["tool_calls"] = [
+                {"id": t.id, "type": t.type, "name": t.name, "arguments": t.arguments}
+                for t in self.tool_calls
+            ]
+        return data
+
+
+@dataclass(slots=True)
+class StreamChunk:
+    """A piece of a streamed answer. The last chunk has ``done=True`` and the ``result``; if
+    the stream broke after the answer had started, it also has ``error`` (never a silent end)."""
+
+    text: str = ""
+    tool_calls: list[ToolCallDelta] | None = None
+    done: bool = False
+    result: Result | None = None
+    error: str | None = None

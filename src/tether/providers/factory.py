@@ -1,0 +1,33 @@
+"""Build providers from config (HTTP and local providers are imported only when declared)."""
+
+from __future__ import annotations
+
+from tether.config.models import (
+    AnthropicProviderConfig,
+    LocalProviderConfig,
+    OpenAIProviderConfig,
+    ProviderConfig,
+    ScriptedProviderConfig,
+)
+from tether.providers.base import Provider
+from tether.providers.pricing import PriceTable
+
+
+def build_provider(name: str, config: ProviderConfig, prices: PriceTable) -> Provider:
+    if isinstance(config, LocalProviderConfig):
+        from tether.providers.local import LocalProvider
+
+        return LocalProvider(config, name)
+    if isinstance(config, OpenAIProviderConfig):
+        from tether.providers.openai import OpenAIProvider
+
+        return OpenAIProvider(config, name, prices)
+    if isinstance(config, AnthropicProviderConfig):
+        from tether.providers.anthropic import AnthropicProvider
+
+        return AnthropicProvider(config, name, prices)
+    if isinstance(config, ScriptedProviderConfig):
+        from tether.providers.scripted import ScriptedProvider
+
+        return ScriptedProvider.from_config(name, config)
+    raise TypeError(f"unknown provider config {type(config).__name__}")

@@ -1,0 +1,149 @@
+"""Retries of one upstream: exponential backoff with full jitter, Retry-After honoured, all
+inside a retry budget so that retries cannot multiply load on an upstream that is already down.
+
+Streams are retried only until their first content chunk; a failure after that becomes
+:class:`~tether.errors.StreamInterrupted` and is never retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+from tether.config.models import RetryConfig
+from tether.errors import CircuitOpen, ProviderError, RateLimited, StreamInterrupted
+from tether.providers.base import CallContext, Model, split_name
+from tether.resilience.streams import close_quietly, pull_until_content
+from tether.types import ModelChunk, ModelRequest, ModelResponse
+
+BUDGET_WINDOW_S = 10.0
+
+
+@dataclass
+class RetryBudget:
+    """Over a sliding window, retries may add at most ``ratio`` of the calls made (plus a floor
+    of ``min_retries``), in the manner of Finagle's and Envoy's retry budgets."""
+
+    ratio: float = 0.2
+    min_retries: int = 10
+    window_s: float = BUDGET_WINDOW_S
+    clock: Callable[[], float] = time.monotonic
+    _calls: deque[float] = field(default_factory=deque)
+    _retries: deque[float] = field(default_factory=deque)
+
+    def _trim(self, now: float) -> None:
+        for q in (self._calls, self._retries):
+            while q and q[0] < now - self.window_s:
+                q.popleft()
+
+    def record_call(self) -> None:
+        self._calls.append(self.clock())
+
+    def try_spend(self) -> bool:
+        now = self.clock()
+        self._trim(now)
+        allowed = max(self.min_retries, int(self.ratio * len(self._calls)))
+        if len(self._retries) >= allowed:
+            return False
+        self._retries.append(now)
+        return True
+
+
+def backoff_delay(config: RetryConfig, retry_number: int, rng: random.Random) -> float:
+    """Full jitter: uniform in [0, min(max, base * 2**n)]."""
+    cap = min(config.backoff_max_s, config.backoff_base_s * (2**retry_number))
+    return rng.uniform(0.0, cap)
+
+
+@dataclass(slots=True)
+class WithRetry:
+    inner: Model
+    config: RetryConfig
+    budget: RetryBudget
+    rng: random.Random = field(default_factory=random.Random)
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    async def _should_retry(self, error: ProviderError, n: int, ctx: CallContext) -> bool:
+        """Decide, record and sleep. ``n`` is the number of attempts made so far."""
+        if isinstance(error, CircuitOpen | StreamInterrupted) or not error.retryable:
+            return False
+        if n >= self.config.max_attempts:
+            return False
+        delay = backoff_delay(self.config, n - 1, self.rng)
+        if isinstance(error, RateLimited) and error.retry_after_s is not None:
+            if error.retry_after_s > self.config.max_retry_after_s:
+                ctx.trace.event(
+                    "retry_skipped",
+                    model=self.name,
+                    why="retry_after_too_long",
+                    retry_after_s=error.retry_after_s,
+                )
+                return False
+            delay = error.retry_after_s
+        remaining = ctx.remaining()
+        if remaining is not None and delay >= remaining:
+            ctx.trace.event("retry_skipped", model=self.name, why="deadline", delay_s=delay)
+            return False
+        if not self.budget.try_spend():
+            ctx.trace.event("retry_skipped", model=self.name, why="retry_budget_exhausted")
+            return False
+        ctx.trace.event(
+            "retry",
+            model=self.name,
+            attempt=n + 1,
+            delay_s=round(delay, 4),
+            error=type(error).__name__,
+        )
+        await asyncio.sleep(delay)
+        return True
+
+    async def complete(self, request: ModelRequest, ctx: CallContext) -> ModelResponse:
+        self.budget.record_call()
+        n = 0
+        while True:
+            n += 1
+            try:
+                return await self.inner.complete(request, ctx)
+            except ProviderError as exc:
+                if not await self._should_retry(exc, n, ctx):
+                    raise
+
+    async def stream(self, request: ModelRequest, ctx: CallContext) -> AsyncIterator[ModelChunk]:
+        self.budget.record_call()
+        n = 0
+        while True:
+            n += 1
+            source = self.inner.stream(request, ctx)
+            try:
+                head = await pull_until_content(source)
+            except ProviderError as exc:
+                await close_quietly(source)
+                if await self._should_retry(exc, n, ctx):
+                    continue
+                raise
+            break
+        try:
+            for chunk in head:
+                yield chunk
+            async for chunk in source:
+                yield chunk
+        except StreamInterrupted:
+            raise
+        except ProviderError as exc:
+            provider, model = split_name(self.name)
+            raise StreamInterrupted(
+                f"{self.name}: the stream broke after the answer had started ({exc}); "
+                "the partial answer is incomplete, ask again",
+                provider=provider,
+                model=model,
+                status_code=exc.status_code,
+            ) from exc
+        finally:
+            await close_quietly(source)
