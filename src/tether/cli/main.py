@@ -65,7 +65,7 @@ def check(
     try:
         loaded = load_config(config)
     except ConfigError as exc:
-        Console(stderr=True, highlight=False).print(str(exc), markup=False)
+        sys.stderr.write(f"{exc}\n")
         raise typer.Exit(1) from None
     Console().print(
         f"[green]ok[/] {config}: {len(loaded.features)} feature(s) "
@@ -90,13 +90,13 @@ def run(
     try:
         result = asyncio.run(_run(feature, config, variables, stream and not as_json, user))
     except ConfigError as exc:
-        err.print(str(exc), markup=False)
+        sys.stderr.write(f"{exc}\n")
         raise typer.Exit(1) from None
     except InvalidRequest as exc:
-        err.print(f"error: {exc}", markup=False)
+        sys.stderr.write(f"error: {exc}\n")
         raise typer.Exit(2) from None
     except FeatureFailed as exc:
-        err.print(f"failed: {exc}", markup=False)
+        sys.stderr.write(f"failed: {exc}\n")
         raise typer.Exit(1) from None
     if as_json:
         sys.stdout.write(json.dumps(result.to_dict()) + "\n")

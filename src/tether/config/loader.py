@@ -6,12 +6,13 @@ Every problem becomes a :class:`~tether.errors.ConfigError` whose message reads
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import yaml
 from pydantic import ValidationError
@@ -102,7 +103,18 @@ def _to_python(
         out: dict[str, Any] = {}
         for key_node, value_node in node.value:
             key = str(key_node.value)
+            if key in out:
+                problems.append(
+                    Problem(
+                        filename,
+                        key_node.start_mark.line + 1,
+                        _dotted((*path, key)),
+                        "this key appears twice in the same mapping",
+                        "keep one of them (YAML would silently use the last)",
+                    )
+                )
             out[key] = _to_python(value_node, (*path, key), lines, env, problems, filename)
+            lines[(*path, key)] = key_node.start_mark.line + 1  # where the key is written
         return out
     if isinstance(node, yaml.SequenceNode):
         return [
@@ -165,6 +177,8 @@ def _problems(exc: ValidationError, lines: dict[Path_, int], filename: str) -> l
                 loc = tuple(int(p) if p.isdigit() else p for p in match.group(1).split("."))
                 message = match.group(2)
         message = message.removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            message = f"unknown key `{loc[-1]}`"
         problems.append(
             Problem(
                 filename,
@@ -174,7 +188,7 @@ def _problems(exc: ValidationError, lines: dict[Path_, int], filename: str) -> l
                 _fix(err["type"], loc, err.get("ctx") or {}),
             )
         )
-    return problems
+    return sorted(problems, key=lambda p: p.line)
 
 
 def _strip_union_tag(loc: Path_) -> Path_:
@@ -184,6 +198,29 @@ def _strip_union_tag(loc: Path_) -> Path_:
     return loc
 
 
+def _allowed_keys(loc: Path_) -> list[str]:
+    """The keys a mapping at ``loc`` accepts (walking the config models), or [] if unknown."""
+    model: Any = TetherConfig
+    named_levels = {"features", "providers"}
+    skip_next = False
+    for part in loc:
+        if skip_next:
+            skip_next = False
+            continue
+        fields = getattr(model, "model_fields", None)
+        if fields is None or part not in fields:
+            return []
+        annotation = fields[part].annotation
+        if part in named_levels and model is TetherConfig:
+            skip_next = True
+            annotation = get_args(annotation)[1] if get_args(annotation) else None
+        model = annotation
+    fields = getattr(model, "model_fields", None)
+    if not fields:
+        return []
+    return sorted(f.alias or name for name, f in fields.items())
+
+
 def _fix(kind: str, loc: Path_, ctx: dict[str, Any]) -> str:
     field = str(loc[-1]) if loc else ""
     if kind == "missing" and field == "on_failure":
@@ -191,7 +228,13 @@ def _fix(kind: str, loc: Path_, ctx: dict[str, Any]) -> str:
     if kind == "missing":
         return f"add `{field}:` here"
     if kind == "extra_forbidden":
-        return f"remove `{field}` or check its spelling (`tether init` writes a commented example)"
+        allowed = _allowed_keys(loc[:-1])
+        close = difflib.get_close_matches(field, allowed, n=1)
+        if close:
+            return f"did you mean `{close[0]}`? (allowed here: {', '.join(allowed)})"
+        if allowed:
+            return f"remove `{field}`; allowed here: {', '.join(allowed)}"
+        return f"remove `{field}` or check its spelling (`tether init` writes an example)"
     if kind in ("literal_error", "union_tag_invalid"):
         expected = ctx.get("expected") or ctx.get("expected_tags")
         return f"use one of: {expected}" if expected else "use one of the documented values"

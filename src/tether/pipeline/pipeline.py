@@ -94,7 +94,8 @@ class Pipeline:
         trace = call.trace
         trace.status = "ok"
         trace.output = response.text
-        trace.model = f"{response.provider}:{response.model}"
+        answered = [a for a in trace.attempts if a.status == "ok"]
+        trace.model = answered[-1].model if answered else f"{response.provider}:{response.model}"
         return self._result(
             call, response.text, trace.model, response.finish_reason, response.tool_calls
         )

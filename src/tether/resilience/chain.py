@@ -41,7 +41,7 @@ def build_chain(
     wrapped: list[Model] = []
     for ref in feature.chain:
         model: Model = WithTimeout(resolve(ref), feature.timeout_s, feature.first_token_timeout_s)
-        model = Recorded(model)
+        model = Recorded(model, ref)
         model = WithBreaker(model, health.breaker(model.name, feature.breaker))
         model = WithRetry(model, feature.retry, health.budget(model.name, feature.retry))
         wrapped.append(model)

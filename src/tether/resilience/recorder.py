@@ -23,17 +23,19 @@ def _fail(attempt: Attempt, error: BaseException, end_ms: float) -> None:
 
 @dataclass(slots=True)
 class Recorded:
-    """Innermost-but-one wrapper: one :class:`Attempt` per call to the wrapped model."""
+    """Innermost-but-one wrapper: one :class:`Attempt` per call to the wrapped model.
+    ``upstream`` is the ``provider:model`` reference as the config wrote it."""
 
     inner: Model
+    upstream: str = ""
 
     @property
     def name(self) -> str:
-        return self.inner.name
+        return self.upstream or self.inner.name
 
     def _start(self, ctx: CallContext, streamed: bool) -> Attempt:
-        provider, _ = split_name(self.inner.name)
-        attempt = ctx.trace.start_attempt(self.inner.name, provider, streamed=streamed)
+        provider, _ = split_name(self.name)
+        attempt = ctx.trace.start_attempt(self.name, provider, streamed=streamed)
         attempt.chain_position = ctx.chain_position
         return attempt
 
