@@ -5,7 +5,11 @@ Every error tether raises is a :class:`TetherError`. The tree::
     TetherError
     ├── ConfigError              tether.yaml is invalid (names file, line, YAML path, fix)
     ├── InvalidRequest           the caller asked for something malformed
-    │   └── FeatureNotFound      no feature of that name
+    │   ├── FeatureNotFound      no feature of that name
+    │   ├── MissingVariable      the feature's prompt needs a variable the call did not pass
+    │   └── PayloadTooLarge      the request body is over the gateway's limit
+    ├── AuthenticationFailed     no API key, or an unknown / revoked one
+    ├── PermissionDenied         the key may not call that feature (or that admin surface)
     ├── ProviderError            a model call failed (carries provider, model, retryable)
     │   ├── Timeout              connect / first-token / per-attempt / total deadline passed
     │   ├── RateLimited          upstream said 429 (carries retry_after_s)
@@ -44,15 +48,43 @@ class ConfigError(TetherError):
 
 
 class InvalidRequest(TetherError):
-    """The caller's request is malformed (a missing template variable, a bad argument)."""
+    """The caller's request is malformed; ``param`` names the offending field when known."""
 
     reason = "invalid_request"
+
+    def __init__(self, message: str, *, param: str | None = None, reason: str | None = None):
+        super().__init__(message, reason=reason)
+        self.param = param
 
 
 class FeatureNotFound(InvalidRequest):
     """No feature with that name is declared."""
 
     reason = "feature_not_found"
+
+
+class MissingVariable(InvalidRequest):
+    """The feature's prompt template needs a variable the call did not pass."""
+
+    reason = "missing_variable"
+
+
+class PayloadTooLarge(InvalidRequest):
+    """The request body is larger than the gateway accepts."""
+
+    reason = "payload_too_large"
+
+
+class AuthenticationFailed(TetherError):
+    """No API key was given, or it is unknown or revoked."""
+
+    reason = "invalid_api_key"
+
+
+class PermissionDenied(TetherError):
+    """The API key is valid but its scopes do not include what was asked."""
+
+    reason = "permission_denied"
 
 
 class ProviderError(TetherError):

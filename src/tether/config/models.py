@@ -9,17 +9,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from tether.config.base import Strict
+from tether.gateway.config import GatewayConfig
+from tether.store.config import StoreConfig
 
 ON_FAILURE_HINT = (
     "every feature must declare what users get when the model is unavailable, e.g. "
     'on_failure: {respond: "Sorry, I can\'t answer right now."} '
     "(or {feature: other-feature}, or {raise: true})"
 )
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 # ---------------------------------------------------------------- providers
@@ -195,6 +195,8 @@ class TetherConfig(Strict):
     version: Literal[1] = 1
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     features: dict[str, FeatureConfig] = Field(default_factory=dict)
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    gateway: GatewayConfig = Field(default_factory=GatewayConfig)
 
     @model_validator(mode="before")
     @classmethod

@@ -10,7 +10,7 @@ from jinja2 import StrictUndefined, TemplateError, UndefinedError
 from jinja2.sandbox import SandboxedEnvironment
 
 from tether.config.models import FeatureConfig
-from tether.errors import ConfigError, InvalidRequest
+from tether.errors import ConfigError, MissingVariable
 from tether.providers.base import Model
 from tether.types import Message, ModelRequest
 
@@ -45,15 +45,9 @@ class CompiledFeature:
         return cls(name, config, model, template, system)
 
     def build_request(self, variables: Mapping[str, Any]) -> ModelRequest:
-        try:
-            user = self._template.render(variables)
-            system = self._system.render(variables) if self._system is not None else None
-        except UndefinedError as exc:
-            raise InvalidRequest(
-                f"feature {self.name!r}: its prompt needs a variable the call did not pass "
-                f"({exc.message}); pass it, e.g. variables={{'message': ...}} or "
-                "--var message=..."
-            ) from None
+        """The feature's own prompt: system and template rendered with the call's variables."""
+        user = self._render(self._template, variables)
+        system = self._render(self._system, variables) if self._system is not None else None
         messages = [Message("system", system)] if system else []
         messages.append(Message("user", user))
         return ModelRequest(
@@ -61,3 +55,25 @@ class CompiledFeature:
             max_tokens=self.config.max_tokens,
             temperature=self.config.temperature,
         )
+
+    def adopt(self, request: ModelRequest, variables: Mapping[str, Any]) -> ModelRequest:
+        """A caller's own conversation (the gateway's chat completions): the feature's system
+        prompt goes first, and the feature's defaults fill what the caller left unset."""
+        if self._system is not None:
+            system = self._render(self._system, variables)
+            request.messages = [Message("system", system), *request.messages]
+        if request.max_tokens is None:
+            request.max_tokens = self.config.max_tokens
+        if request.temperature is None:
+            request.temperature = self.config.temperature
+        return request
+
+    def _render(self, template: Any, variables: Mapping[str, Any]) -> str:
+        try:
+            return str(template.render(variables))
+        except UndefinedError as exc:
+            raise MissingVariable(
+                f"feature {self.name!r}: its prompt needs a variable the call did not pass "
+                f"({exc.message}); pass it, e.g. variables={{'message': ...}} or "
+                "--var message=..."
+            ) from None

@@ -69,7 +69,10 @@ class Pipeline:
         variables = variables or {}
         trace = Trace(feature=feature, user=user, metadata=dict(metadata or {}))
         # rollout: variant selection plugs in here (trace.variant)
-        built = request if request is not None else compiled.build_request(variables)
+        if request is not None:
+            built = compiled.adopt(request, variables)
+        else:
+            built = compiled.build_request(variables)
         return Call(compiled, trace, built, variables)
 
     # ------------------------------------------------------------------ one-shot
@@ -78,7 +81,7 @@ class Pipeline:
         try:
             return await self._run(call)
         finally:
-            self._finish(call.trace)
+            await self._finish(call.trace)
 
     async def _run(self, call: Call) -> Result:
         # input guards, budget reserve and cache plug in here
@@ -162,11 +165,11 @@ class Pipeline:
             trace=trace,
         )
 
-    def _finish(self, trace: Trace) -> None:
+    async def _finish(self, trace: Trace) -> None:
         if trace.status == "running":
             trace.status = "error"
         trace.latency_ms = trace.latency_ms or trace.now_ms()
-        self.sink.submit(trace)
+        await self.sink.write(trace)
 
     # ------------------------------------------------------------------ streaming
 
@@ -175,7 +178,7 @@ class Pipeline:
             async for chunk in self._stream(call):
                 yield chunk
         finally:
-            self._finish(call.trace)
+            await self._finish(call.trace)
 
     async def _stream(self, call: Call) -> AsyncIterator[StreamChunk]:
         # input guards, budget reserve and cache plug in here
@@ -225,11 +228,13 @@ class Pipeline:
             async for chunk in self._stream(nested):
                 if chunk.result is not None and not chunk.result.degraded:
                     self._degrade(call.trace, chunk.result, error.reason)
+                if not chunk.degraded:
+                    chunk.degraded, chunk.reason = True, error.reason
                 yield chunk
             return
         result = await self._failure_path(call, error)  # respond, or raise FeatureFailed
-        yield StreamChunk(text=result.output)
-        yield StreamChunk(done=True, result=result)
+        yield StreamChunk(text=result.output, degraded=True, reason=result.reason)
+        yield StreamChunk(done=True, result=result, degraded=True, reason=result.reason)
 
     def _interrupted(self, call: Call, error: TetherError, partial: str) -> StreamChunk:
         """A stream that broke after content reached the caller: say so explicitly."""
@@ -240,4 +245,4 @@ class Pipeline:
         trace.model = trace.attempts[-1].model if trace.attempts else None
         result = self._result(call, partial, trace.model, None, None)
         self._degrade(trace, result, reason)
-        return StreamChunk(done=True, result=result, error=str(error))
+        return StreamChunk(done=True, result=result, error=str(error), degraded=True, reason=reason)

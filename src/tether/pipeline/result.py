@@ -59,10 +59,13 @@ class Result:
 @dataclass(slots=True)
 class StreamChunk:
     """A piece of a streamed answer. The last chunk has ``done=True`` and the ``result``; if
-    the stream broke after the answer had started, it also has ``error`` (never a silent end)."""
+    the stream broke after the answer had started, it also has ``error`` (never a silent end).
+    Chunks of a failure-path answer have ``degraded=True`` and the ``reason`` from the start."""
 
     text: str = ""
     tool_calls: list[ToolCallDelta] | None = None
+    degraded: bool = False
+    reason: str | None = None
     done: bool = False
     result: Result | None = None
     error: str | None = None

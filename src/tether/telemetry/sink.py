@@ -1,5 +1,6 @@
-"""Where finished traces go. The pipeline calls ``submit`` once per call, on the hot path, so a
-sink must only hand the trace off (to a queue, a buffer), never write it synchronously."""
+"""Where finished traces go. The pipeline awaits ``write`` once per call, on the request path,
+so a sink must only hand the trace off (to a bounded queue, a buffer), never store it there.
+A sink may make the caller wait when its queue is full (back-pressure) but never drops."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from tether.telemetry.trace import Trace
 
 
 class TraceSink(Protocol):
-    def submit(self, trace: Trace) -> None: ...
+    async def write(self, trace: Trace) -> None: ...
 
 
 class MemorySink:
@@ -19,7 +20,7 @@ class MemorySink:
     def __init__(self, size: int = 1000) -> None:
         self.traces: deque[Trace] = deque(maxlen=size)
 
-    def submit(self, trace: Trace) -> None:
+    async def write(self, trace: Trace) -> None:
         self.traces.append(trace)
 
     def get(self, trace_id: str) -> Trace | None:
@@ -27,11 +28,11 @@ class MemorySink:
 
 
 class FanOut:
-    """Submits each trace to several sinks."""
+    """Writes each trace to several sinks, in order."""
 
     def __init__(self, *sinks: TraceSink) -> None:
         self.sinks = sinks
 
-    def submit(self, trace: Trace) -> None:
+    async def write(self, trace: Trace) -> None:
         for sink in self.sinks:
-            sink.submit(trace)
+            await sink.write(trace)

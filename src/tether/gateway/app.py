@@ -1,0 +1,302 @@
+"""The gateway: tether's pipeline behind an OpenAI-compatible HTTP API.
+
+``create_app(settings)`` builds the ASGI app and does no I/O; the store is opened, migrated and
+the trace writer started when the app starts (lifespan), and flushed when it stops.
+
+Routes:
+    POST /v1/chat/completions       OpenAI wire format; ``model`` names a feature
+    GET  /v1/models                 the features the key may call
+    POST /v1/features/{name}/run    native call: variables in, Result out
+    GET  /healthz, /readyz          liveness; readiness checks the store
+    GET  /metrics                   Prometheus (admin token, when one is set)
+    GET  /admin/traces[/{id}]       stored traces (admin token)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from tether.errors import PayloadTooLarge, TetherError
+from tether.gateway import wire
+from tether.gateway.auth import Authenticator
+from tether.gateway.errors import envelope, internal_envelope
+from tether.gateway.runtime import GatewayRuntime, GatewaySettings
+from tether.pipeline.result import Result, StreamChunk
+from tether.telemetry.trace import Trace
+
+log = logging.getLogger("tether.gateway")
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def overhead_ms(trace: Trace) -> float:
+    """Time tether added: the call's wall time minus time spent waiting on upstreams."""
+    now = trace.now_ms()
+    upstream = sum((a.end_ms or now) - a.start_ms for a in trace.attempts)
+    return max(0.0, now - upstream)
+
+
+def tether_headers(trace: Trace, degraded: bool, reason: str | None) -> dict[str, str]:
+    headers = {
+        "x-tether-trace-id": trace.id,
+        "x-tether-overhead-ms": f"{overhead_ms(trace):.3f}",
+    }
+    if degraded:
+        headers["x-tether-degraded"] = reason or "true"
+    return headers
+
+
+def error_response(error: TetherError, trace_id: str | None = None) -> JSONResponse:
+    status, body = envelope(error)
+    headers = {"x-tether-trace-id": trace_id} if trace_id else None
+    if status == 500:
+        log.error("internal error (trace %s): %s", trace_id, error)
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def guarded(handler: Handler) -> Handler:
+    """Every tether error becomes the OpenAI envelope; anything else is a logged 500."""
+
+    async def wrapped(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except TetherError as exc:
+            return error_response(exc)
+        except Exception:
+            log.exception("unhandled error in %s %s", request.method, request.url.path)
+            return JSONResponse(internal_envelope(None), status_code=500)
+
+    return wrapped
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"the body is {declared} bytes; the limit is {limit}")
+    body = await request.body()
+    if len(body) > limit:
+        raise PayloadTooLarge(f"the body is {len(body)} bytes; the limit is {limit}")
+    return body
+
+
+class Routes:
+    """The HTTP handlers, sharing one runtime."""
+
+    def __init__(self, runtime: GatewayRuntime) -> None:
+        self.rt = runtime
+
+    @property
+    def auth(self) -> Authenticator:
+        return self.rt.auth
+
+    async def chat_completions(self, request: Request) -> Response:
+        body = await read_body(request, self.rt.settings.max_body_bytes)
+        chat = wire.parse_body(wire.ChatRequest, body)
+        feature, _, _variant = chat.model.partition(":")
+        await self.auth.require_feature(request.headers, feature)
+        extra_vars = chat.model_extra.get("tether_variables") if chat.model_extra else None
+        variables: dict[str, Any] = {"message": wire.last_user_text(chat)}
+        if isinstance(extra_vars, dict):
+            variables.update(extra_vars)
+        pipeline = self.rt.tether.pipeline
+        model_request = wire.to_model_request(chat)
+        model_request.extra.pop("tether_variables", None)
+        call = pipeline.start(
+            feature, variables, request=model_request, user=chat.user, metadata=chat.metadata
+        )
+        if chat.stream:
+            include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
+            return await self._stream(pipeline.stream(call), call.trace, chat.model, include_usage)
+        try:
+            result = await pipeline.run(call)
+        except TetherError as exc:
+            return error_response(exc, call.trace.id)
+        return JSONResponse(
+            wire.completion(result, chat.model),
+            headers=tether_headers(call.trace, result.degraded, result.reason),
+        )
+
+    async def _stream(
+        self, chunks: AsyncIterator[StreamChunk], trace: Trace, model: str, include_usage: bool
+    ) -> Response:
+        """Read the first chunk before answering, so a failure before any content still gets
+        a proper status (or a degraded header) instead of a broken stream."""
+        try:
+            first = await anext(chunks)
+        except TetherError as exc:
+            return error_response(exc, trace.id)
+        headers = tether_headers(trace, first.degraded, first.reason)
+        headers["cache-control"] = "no-cache"
+        body = self._sse(first, chunks, trace, model, include_usage)
+        return StreamingResponse(body, media_type="text/event-stream", headers=headers)
+
+    async def _sse(
+        self,
+        first: StreamChunk,
+        rest: AsyncIterator[StreamChunk],
+        trace: Trace,
+        model: str,
+        include_usage: bool,
+    ) -> AsyncIterator[bytes]:
+        yield wire.sse(wire.chunk(trace.id, model, {"role": "assistant", "content": ""}))
+        pending: StreamChunk | None = first
+        try:
+            while pending is not None:
+                if pending.done:
+                    for event in self._final_events(pending, trace, model, include_usage):
+                        yield event
+                    return
+                delta: dict[str, Any] = {"content": pending.text} if pending.text else {}
+                if pending.tool_calls:
+                    delta["tool_calls"] = wire.tool_delta(pending.tool_calls)
+                if delta:
+                    yield wire.sse(wire.chunk(trace.id, model, delta))
+                pending = await anext(rest, None)
+        except TetherError as exc:
+            _, body = envelope(exc)
+            yield wire.sse(body)
+            yield wire.sse("[DONE]")
+        finally:
+            close = getattr(rest, "aclose", None)
+            if close is not None:
+                await close()
+
+    @staticmethod
+    def _final_events(
+        last: StreamChunk, trace: Trace, model: str, include_usage: bool
+    ) -> list[bytes]:
+        result = last.result
+        assert result is not None
+        if last.error is not None:
+            # never a silent truncation: an explicit error event the SDKs raise on
+            error = {
+                "message": f"the stream broke after the answer had started: {last.error}",
+                "type": "stream_interrupted",
+                "param": None,
+                "code": result.reason,
+            }
+            return [wire.sse({"error": error, "tether": wire.tether_facts(result)}),
+                    wire.sse("[DONE]")]
+        finish = result.finish_reason or "stop"
+        events = [
+            wire.sse(
+                wire.chunk(trace.id, model, {}, finish, tether=wire.tether_facts(result))
+            )
+        ]
+        if include_usage:
+            usage = wire.wire_usage(result.usage)
+            events.append(wire.sse(wire.chunk(trace.id, model, None, usage=usage)))
+        events.append(wire.sse("[DONE]"))
+        return events
+
+    async def models(self, request: Request) -> Response:
+        key = await self.auth.key(request.headers)
+        names = [
+            name for name in self.rt.tether.config.features if key is None or key.allows(name)
+        ]
+        data = [{"id": n, "object": "model", "created": 0, "owned_by": "tether"} for n in names]
+        return JSONResponse({"object": "list", "data": data})
+
+    async def native_run(self, request: Request) -> Response:
+        feature = request.path_params["name"]
+        await self.auth.require_feature(request.headers, feature)
+        body = await read_body(request, self.rt.settings.max_body_bytes)
+        run = wire.parse_body(wire.NativeRunRequest, body or b"{}")
+        pipeline = self.rt.tether.pipeline
+        call = pipeline.start(feature, run.variables, user=run.user, metadata=run.metadata)
+        try:
+            result: Result = await pipeline.run(call)
+        except TetherError as exc:
+            return error_response(exc, call.trace.id)
+        return JSONResponse(
+            result.to_dict(), headers=tether_headers(call.trace, result.degraded, result.reason)
+        )
+
+    async def healthz(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(self, request: Request) -> Response:
+        checks = await self.rt.readiness()
+        ok = all(v == "ok" for v in checks.values())
+        return JSONResponse(
+            {"status": "ok" if ok else "unavailable", "checks": checks},
+            status_code=200 if ok else 503,
+        )
+
+    async def metrics(self, request: Request) -> Response:
+        if self.rt.settings.admin_token:
+            self.auth.require_admin(request.headers)
+        return Response(self.rt.render_metrics(), media_type="text/plain; version=0.0.4")
+
+    async def admin_traces(self, request: Request) -> Response:
+        self.auth.require_admin(request.headers)
+        q = request.query_params
+        degraded = {"true": True, "false": False}.get(q.get("degraded", "").lower())
+        rows = await asyncio.to_thread(
+            self.rt.list_traces,
+            feature=q.get("feature"),
+            variant=q.get("variant"),
+            user=q.get("user"),
+            degraded=degraded,
+            since=q.get("since"),
+            limit=min(int(q.get("limit", "50")), 1000) if q.get("limit", "50").isdigit() else 50,
+        )
+        return Response(json.dumps({"data": rows}, default=str), media_type="application/json")
+
+    async def admin_trace(self, request: Request) -> Response:
+        self.auth.require_admin(request.headers)
+        row = await asyncio.to_thread(self.rt.get_trace, request.path_params["trace_id"])
+        if row is None:
+            return JSONResponse(
+                {"error": {"message": "no such trace", "type": "invalid_request_error",
+                           "param": "trace_id", "code": "trace_not_found"}},
+                status_code=404,
+            )
+        return Response(json.dumps(row, default=str), media_type="application/json")
+
+
+def create_app(settings: GatewaySettings, **runtime_options: Any) -> Starlette:
+    """Build the gateway. ``runtime_options`` go to :class:`GatewayRuntime` (e.g. injected
+    providers in tests). Nothing is opened until the app starts."""
+    runtime = GatewayRuntime(settings, **runtime_options)
+    routes = Routes(runtime)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[Mapping[str, Any]]:
+        await runtime.start()
+        try:
+            yield {}
+        finally:
+            await runtime.stop()
+
+    def route(path: str, handler: Handler, methods: list[str]) -> Route:
+        return Route(path, guarded(handler), methods=methods)
+
+    app = Starlette(
+        routes=[
+            route("/v1/chat/completions", routes.chat_completions, ["POST"]),
+            route("/v1/models", routes.models, ["GET"]),
+            route("/v1/features/{name}/run", routes.native_run, ["POST"]),
+            route("/healthz", routes.healthz, ["GET"]),
+            route("/readyz", routes.readyz, ["GET"]),
+            route("/metrics", routes.metrics, ["GET"]),
+            route("/admin/traces", routes.admin_traces, ["GET"]),
+            route("/admin/traces/{trace_id}", routes.admin_trace, ["GET"]),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    return app
+
+
+__all__ = ["create_app", "overhead_ms", "time"]
