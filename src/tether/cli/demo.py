@@ -76,7 +76,9 @@ async def _tour(console: Console, upstream: FaultyUpstream) -> list[Row]:
     rows: list[Row] = []
     async with Tether(config) as tether:
         console.rule("1. A feature on the embedded model")
-        rows.append(await _stream_answer(console, tether, "assistant", "What is the capital of France?"))
+        rows.append(
+            await _stream_answer(console, tether, "assistant", "What is the capital of France?")
+        )
         rows[-1].scenario = "local model"
 
         console.rule("2. The hosted upstream returns 503: the fallback chain answers")
@@ -120,10 +122,13 @@ def _summary(rows: list[Row]) -> Table:
 
 
 def run_demo(console: Console) -> None:
-    console.print(Panel.fit(
-        "tether demo: offline, on the embedded SmolLM2-135M model and a fault-injecting "
-        "upstream on 127.0.0.1", title="tether",
-    ))
+    console.print(
+        Panel.fit(
+            "tether demo: offline, on the embedded SmolLM2-135M model and a fault-injecting "
+            "upstream on 127.0.0.1",
+            title="tether",
+        )
+    )
     with FaultyUpstream(text="ACME support: use the 'Forgot password' link.") as upstream:
         config_text = DEMO_CONFIG.replace("UPSTREAM", upstream.base_url)
         console.print(Syntax(config_text, "yaml", theme="ansi_dark"))

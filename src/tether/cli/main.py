@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 
 from tether.cli.render import trace_table
+from tether.cli.serve import serve
 from tether.cli.templates import STARTER_CONFIG
 from tether.errors import ConfigError, FeatureFailed, InvalidRequest, TetherError
 
@@ -154,6 +155,7 @@ def build_app() -> typer.Typer:
     app.command()(check)
     app.command()(run)
     app.command()(demo)
+    app.command()(serve)
     for module_name, name, help_text in SUB_APPS:
         try:
             module = importlib.import_module(module_name)

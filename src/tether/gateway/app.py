@@ -100,10 +100,11 @@ class Routes:
         return self.rt.auth
 
     async def chat_completions(self, request: Request) -> Response:
+        key = await self.auth.key(request.headers)
         body = await read_body(request, self.rt.settings.max_body_bytes)
         chat = wire.parse_body(wire.ChatRequest, body)
         feature, _, _variant = chat.model.partition(":")
-        await self.auth.require_feature(request.headers, feature)
+        self.auth.check_scope(key, feature)
         extra_vars = chat.model_extra.get("tether_variables") if chat.model_extra else None
         variables: dict[str, Any] = {"message": wire.last_user_text(chat)}
         if isinstance(extra_vars, dict):
@@ -185,13 +186,13 @@ class Routes:
                 "param": None,
                 "code": result.reason,
             }
-            return [wire.sse({"error": error, "tether": wire.tether_facts(result)}),
-                    wire.sse("[DONE]")]
+            return [
+                wire.sse({"error": error, "tether": wire.tether_facts(result)}),
+                wire.sse("[DONE]"),
+            ]
         finish = result.finish_reason or "stop"
         events = [
-            wire.sse(
-                wire.chunk(trace.id, model, {}, finish, tether=wire.tether_facts(result))
-            )
+            wire.sse(wire.chunk(trace.id, model, {}, finish, tether=wire.tether_facts(result)))
         ]
         if include_usage:
             usage = wire.wire_usage(result.usage)
@@ -201,9 +202,7 @@ class Routes:
 
     async def models(self, request: Request) -> Response:
         key = await self.auth.key(request.headers)
-        names = [
-            name for name in self.rt.tether.config.features if key is None or key.allows(name)
-        ]
+        names = [name for name in self.rt.tether.config.features if key is None or key.allows(name)]
         data = [{"id": n, "object": "model", "created": 0, "owned_by": "tether"} for n in names]
         return JSONResponse({"object": "list", "data": data})
 
@@ -258,8 +257,14 @@ class Routes:
         row = await asyncio.to_thread(self.rt.get_trace, request.path_params["trace_id"])
         if row is None:
             return JSONResponse(
-                {"error": {"message": "no such trace", "type": "invalid_request_error",
-                           "param": "trace_id", "code": "trace_not_found"}},
+                {
+                    "error": {
+                        "message": "no such trace",
+                        "type": "invalid_request_error",
+                        "param": "trace_id",
+                        "code": "trace_not_found",
+                    }
+                },
                 status_code=404,
             )
         return Response(json.dumps(row, default=str), media_type="application/json")

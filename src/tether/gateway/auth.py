@@ -49,11 +49,11 @@ class Authenticator:
         return not any_keys
 
     async def key(self, headers: Mapping[str, str]) -> ApiKey | None:
-        """The caller's key; None in local mode without a key. Raises AuthenticationFailed."""
+        """The caller's key; None in local mode. Raises AuthenticationFailed."""
+        if await self.local_mode():
+            return None  # no key exists yet: local mode ignores whatever the client sends
         token = bearer(headers)
         if token is None:
-            if await self.local_mode():
-                return None
             raise AuthenticationFailed(
                 "no API key: send `Authorization: Bearer tth_...` (create one with "
                 "`tether keys create --scope FEATURE`)"
@@ -76,12 +76,16 @@ class Authenticator:
 
     async def require_feature(self, headers: Mapping[str, str], feature: str) -> ApiKey | None:
         key = await self.key(headers)
+        self.check_scope(key, feature)
+        return key
+
+    @staticmethod
+    def check_scope(key: ApiKey | None, feature: str) -> None:
         if key is not None and not key.allows(feature):
             raise PermissionDenied(
                 f"this key ({key.name or key.id}) may not call feature {feature!r}; its scopes "
                 f"are {', '.join(key.scopes)}. Create a key with --scope {feature}"
             )
-        return key
 
     def require_admin(self, headers: Mapping[str, str]) -> None:
         if not self.admin_token:
@@ -90,6 +94,8 @@ class Authenticator:
             )
         token = bearer(headers)
         if token is None:
-            raise AuthenticationFailed(f"admin endpoints need `Authorization: Bearer ${ADMIN_TOKEN_ENV}`")
+            raise AuthenticationFailed(
+                f"admin endpoints need `Authorization: Bearer ${ADMIN_TOKEN_ENV}`"
+            )
         if not hmac.compare_digest(token.encode(), self.admin_token.encode()):
             raise PermissionDenied("wrong admin token")

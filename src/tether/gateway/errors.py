@@ -54,8 +54,7 @@ def status_for(error: TetherError) -> tuple[int, str]:
 def envelope(error: TetherError) -> tuple[int, dict[str, Any]]:
     status, kind = status_for(error)
     param = error.param if isinstance(error, InvalidRequest) else None
-    body = {"error": {"message": error.message, "type": kind, "param": param,
-                      "code": error.reason}}
+    body = {"error": {"message": error.message, "type": kind, "param": param, "code": error.reason}}
     return status, body
 
 

@@ -115,8 +115,7 @@ class GatewayRuntime:
             checks["store"] = "ok"
         except Exception as exc:  # noqa: BLE001 - reported as the check's result
             checks["store"] = f"error: {type(exc).__name__}: {exc}"
-        writer = self._writer
-        checks["trace_writer"] = "ok" if writer is not None and writer.running else "stopped"
+        checks["trace_writer"] = "ok" if self._writer is not None else "stopped"
         return checks
 
     def render_metrics(self) -> bytes:

@@ -185,9 +185,9 @@ def chunk(
     finish_reason: str | None = None,
     **extra: Any,
 ) -> dict[str, Any]:
-    choices = [] if delta is None else [
-        {"index": 0, "delta": delta, "finish_reason": finish_reason}
-    ]
+    choices = (
+        [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish_reason}]
+    )
     return {
         "id": f"chatcmpl-{trace_id}",
         "object": "chat.completion.chunk",

@@ -1,0 +1,61 @@
+"""``tether serve``: run the OpenAI-compatible gateway."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from tether.errors import ConfigError
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def serve(
+    config: Annotated[
+        Path, typer.Option("--config", "-c", help="The tether.yaml to serve.")
+    ] = Path("tether.yaml"),
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+) -> None:
+    """Serve the features in CONFIG over an OpenAI-compatible API.
+
+    Clients point their OpenAI SDK at http://HOST:PORT/v1 and use a feature name as the model.
+    With no API key in the store (see `tether keys create`) the gateway accepts calls without a
+    key and therefore binds to 127.0.0.1 only. Set TETHER_ADMIN_TOKEN to enable /admin and to
+    protect /metrics.
+    """
+    try:
+        import uvicorn
+
+        from tether.gateway.app import create_app
+        from tether.gateway.runtime import GatewaySettings
+        from tether.store.store import Store
+    except ImportError as exc:
+        sys.stderr.write(f"the gateway needs its extra: pip install 'tether[gateway]' ({exc})\n")
+        raise typer.Exit(1) from None
+    console = Console(stderr=True)
+    try:
+        settings = GatewaySettings.load(config)
+        with Store.open(settings.config.store, config_dir=settings.config_dir) as store:
+            live_keys = store.keys.list(include_revoked=False)
+    except ConfigError as exc:
+        sys.stderr.write(f"{exc}\n")
+        raise typer.Exit(1) from None
+    if not live_keys and host not in LOOPBACK_HOSTS:
+        console.print(
+            f"[yellow]no API keys exist: binding to 127.0.0.1 instead of {host}[/] "
+            "(create one with `tether keys create --scope FEATURE`, then restart)"
+        )
+        host = "127.0.0.1"
+    elif not live_keys:
+        console.print("[yellow]local mode[/]: no API keys exist, calls without a key are accepted")
+    console.print(
+        f"tether gateway on http://{host}:{port}/v1 serving "
+        f"{', '.join(settings.config.features) or 'no features'}"
+    )
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, lifespan="on")

@@ -1,0 +1,268 @@
+"""Any OpenAI-compatible chat completions endpoint (OpenAI, vLLM, Ollama, llama.cpp, tether).
+
+``POST {base_url}/chat/completions``, in one piece or streamed as server-sent events
+(``stream: true`` with ``stream_options.include_usage`` so the last chunk carries usage). Every
+failure raises a :class:`~tether.errors.ProviderError`; nothing is written to the trace here
+(the resilience wrappers do that).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from dataclasses import dataclass
+from typing import Any
+
+from tether.config.models import OpenAIProviderConfig
+from tether.errors import ProviderError, UpstreamError
+from tether.providers._http import (
+    HTTPClient,
+    Target,
+    error_detail,
+    malformed,
+    parse_json_event,
+)
+from tether.providers.base import CallContext
+from tether.providers.pricing import PriceTable
+from tether.types import (
+    Message,
+    ModelChunk,
+    ModelRequest,
+    ModelResponse,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+)
+
+KIND = "openai"
+PATH = "/chat/completions"
+
+
+class OpenAIProvider:
+    """One OpenAI-compatible upstream: auth, base URL and one pooled HTTP client."""
+
+    kind = KIND
+
+    def __init__(self, config: OpenAIProviderConfig, name: str, prices: PriceTable) -> None:
+        self.name = name
+        self.config = config
+        self.prices = prices
+        headers = {"accept": "application/json", **config.headers}
+        if config.api_key is not None:
+            headers["authorization"] = f"Bearer {config.api_key.get_secret_value()}"
+        self.http = HTTPClient(
+            base_url=config.base_url,
+            headers=headers,
+            connect_timeout_s=config.connect_timeout_s,
+            max_connections=config.max_connections,
+        )
+
+    def model(self, name: str) -> OpenAIModel:
+        return OpenAIModel(self, name)
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+
+@dataclass(slots=True)
+class OpenAIModel:
+    """One model behind an OpenAI-compatible endpoint. ``name`` is ``provider:model``."""
+
+    provider: OpenAIProvider
+    model_name: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.provider.name}:{self.model_name}"
+
+    def _target(self) -> Target:
+        return Target(self.provider.name, self.model_name, self.provider.http.url(PATH))
+
+    async def complete(self, request: ModelRequest, ctx: CallContext) -> ModelResponse:
+        target = self._target()
+        data = await self.provider.http.post_json(
+            target, request_body(self.model_name, request, stream=False), ctx
+        )
+        try:
+            return self._response(data, target)
+        except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
+            raise malformed(target, f"the response is not a chat completion ({exc!r})") from None
+
+    def _response(self, data: dict[str, Any], target: Target) -> ModelResponse:
+        choices = data.get("choices")
+        if not isinstance(choices, list) or not choices:
+            if "error" in data:
+                raise body_error(target, data)
+            raise malformed(target, "the response has no choices")
+        choice = choices[0]
+        message = choice.get("message") or {}
+        usage = parse_usage(data.get("usage"))
+        tool_calls = [parse_tool_call(raw) for raw in message.get("tool_calls") or []]
+        return ModelResponse(
+            text=message.get("content") or "",
+            usage=usage,
+            model=self.model_name,
+            provider=self.provider.name,
+            cost_usd=self.provider.prices.cost(
+                KIND, str(data.get("model") or self.model_name), usage, fallback=self.model_name
+            ),
+            finish_reason=choice.get("finish_reason") or "stop",
+            tool_calls=tool_calls or None,
+        )
+
+    async def stream(self, request: ModelRequest, ctx: CallContext) -> AsyncIterator[ModelChunk]:
+        target = self._target()
+        state = _StreamState(target)
+        body = request_body(self.model_name, request, stream=True)
+        async with aclosing(self.provider.http.events(target, body, ctx)) as events:
+            async for event in events:
+                if state.done:
+                    continue  # read to the end so the connection goes back to the pool
+                chunk = state.feed(event.data)
+                if chunk is not None:
+                    chunk.model, chunk.provider = self.model_name, self.provider.name
+                    yield chunk
+        if not state.done and state.finish_reason is None:
+            raise malformed(
+                target,
+                "the stream ended before the answer was complete (no finish_reason, no [DONE])",
+            )
+        usage = state.usage
+        cost = 0.0
+        if usage is not None:
+            reported = state.model or self.model_name
+            cost = self.provider.prices.cost(KIND, reported, usage, fallback=self.model_name)
+        yield ModelChunk(
+            usage=usage,
+            finish_reason=state.finish_reason or "stop",
+            model=self.model_name,
+            provider=self.provider.name,
+            cost_usd=cost,
+        )
+
+
+@dataclass(slots=True)
+class _StreamState:
+    """What a chat completions stream has said so far."""
+
+    target: Target
+    finish_reason: str | None = None
+    usage: Usage | None = None
+    model: str = ""
+    done: bool = False
+
+    def feed(self, data: str) -> ModelChunk | None:
+        """Digest one event's data; return a chunk when it carries text or tool calls."""
+        if data.strip() == "[DONE]":
+            self.done = True
+            return None
+        obj = parse_json_event(self.target, data)
+        if "error" in obj:
+            raise body_error(self.target, obj)
+        try:
+            return self._digest(obj)
+        except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
+            raise malformed(
+                self.target, f"unexpected stream chunk {data[:80]!r} ({exc!r})"
+            ) from None
+
+    def _digest(self, obj: dict[str, Any]) -> ModelChunk | None:
+        self.model = str(obj.get("model") or self.model)
+        if obj.get("usage"):
+            self.usage = parse_usage(obj["usage"])
+        choices = obj.get("choices") or []
+        if not choices:
+            return None
+        choice = choices[0]
+        if choice.get("finish_reason"):
+            self.finish_reason = str(choice["finish_reason"])
+        delta = choice.get("delta") or {}
+        deltas = [
+            ToolCallDelta(
+                index=int(raw.get("index", i)),
+                id=raw.get("id"),
+                name=(raw.get("function") or {}).get("name"),
+                arguments=(raw.get("function") or {}).get("arguments") or "",
+            )
+            for i, raw in enumerate(delta.get("tool_calls") or [])
+        ]
+        chunk = ModelChunk(text=delta.get("content") or "", tool_calls=deltas or None)
+        return chunk if chunk.has_content else None
+
+
+# ---------------------------------------------------------------- wire mapping
+
+
+def wire_message(message: Message) -> dict[str, Any]:
+    """A common :class:`Message` as an OpenAI chat message."""
+    out: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.content is None and not message.tool_calls:
+        out["content"] = ""
+    if message.tool_calls:
+        out["tool_calls"] = [
+            {
+                "id": call.id,
+                "type": call.type,
+                "function": {"name": call.name, "arguments": call.arguments},
+            }
+            for call in message.tool_calls
+        ]
+    if message.tool_call_id is not None:
+        out["tool_call_id"] = message.tool_call_id
+    if message.name is not None:
+        out["name"] = message.name
+    return out
+
+
+def request_body(model: str, request: ModelRequest, *, stream: bool) -> dict[str, Any]:
+    """The JSON body for ``/chat/completions``; ``request.extra`` is merged in last."""
+    body: dict[str, Any] = {
+        "model": model,
+        "messages": [wire_message(m) for m in request.messages],
+    }
+    options = {
+        "max_tokens": request.max_tokens,
+        "temperature": request.temperature,
+        "top_p": request.top_p,
+        "stop": request.stop,
+        "tools": request.tools,
+        "tool_choice": request.tool_choice,
+        "response_format": request.response_format,
+    }
+    if "max_completion_tokens" in request.extra:
+        options.pop("max_tokens")
+    body.update({key: value for key, value in options.items() if value is not None})
+    if stream:
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+    body.update(request.extra)
+    return body
+
+
+def parse_usage(raw: Any) -> Usage:
+    """``{prompt_tokens, completion_tokens}`` as :class:`Usage` (zeros when absent)."""
+    if not isinstance(raw, dict):
+        return Usage()
+    return Usage(int(raw.get("prompt_tokens") or 0), int(raw.get("completion_tokens") or 0))
+
+
+def parse_tool_call(raw: dict[str, Any]) -> ToolCall:
+    function = raw.get("function") or {}
+    return ToolCall(
+        id=str(raw.get("id") or ""),
+        name=str(function.get("name") or ""),
+        arguments=str(function.get("arguments") or ""),
+        type=str(raw.get("type") or "function"),
+    )
+
+
+def body_error(target: Target, data: dict[str, Any]) -> ProviderError:
+    """An error object sent with a 2xx status (some proxies and mid-stream failures do)."""
+    detail = error_detail(data) or "unknown error"
+    return UpstreamError(
+        f"{target.name}: the upstream reported an error: {detail}. Retry, or add a fallback model.",
+        provider=target.provider,
+        model=target.model,
+        status_code=200,
+        retryable=True,
+    )

@@ -1,0 +1,251 @@
+"""What the faulty upstream says: OpenAI and Anthropic answers, as bodies and event streams."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(slots=True)
+class Answer:
+    """What to answer one request with."""
+
+    model: str
+    pieces: list[str]
+    tool_calls: list[tuple[str, str]]
+    input_tokens: int
+    output_tokens: int
+    include_usage: bool
+
+    @property
+    def text(self) -> str:
+        return "".join(self.pieces)
+
+
+@dataclass(slots=True)
+class Events:
+    """An encoded event stream: preamble, content events, and the events that end it."""
+
+    head: list[bytes] = field(default_factory=list)
+    body: list[bytes] = field(default_factory=list)
+    tail: list[bytes] = field(default_factory=list)
+
+
+def sse(data: Any, event: str | None = None) -> bytes:
+    payload = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
+    prefix = f"event: {event}\n" if event else ""
+    return f"{prefix}data: {payload}\n\n".encode()
+
+
+def split_text(text: str, chunks: int) -> list[str]:
+    """``text`` in ``chunks`` pieces (0: one piece per word, keeping the spaces)."""
+    if not text:
+        return []
+    if chunks <= 0:
+        words = text.split(" ")
+        return [w if i == 0 else " " + w for i, w in enumerate(words)]
+    size = max(1, -(-len(text) // chunks))
+    return [text[i : i + size] for i in range(0, len(text), size)]
+
+
+def halves(text: str) -> list[str]:
+    middle = len(text) // 2
+    return [p for p in (text[:middle], text[middle:]) if p]
+
+
+# ---------------------------------------------------------------- the two wire dialects
+
+
+class OpenAIWire:
+    """OpenAI chat completions."""
+
+    @staticmethod
+    def error(status: int) -> dict[str, Any]:
+        kind = {429: "rate_limit_exceeded", 401: "invalid_api_key", 400: "invalid_request_error"}
+        return {
+            "error": {
+                "message": f"fault injected: HTTP {status}",
+                "type": kind.get(status, "server_error"),
+                "code": kind.get(status),
+            }
+        }
+
+    @staticmethod
+    def complete(answer: Answer) -> dict[str, Any]:
+        message: dict[str, Any] = {"role": "assistant", "content": answer.text, "refusal": None}
+        if answer.tool_calls:
+            message["tool_calls"] = [
+                {"id": f"call_{i}", "type": "function", "function": {"name": n, "arguments": a}}
+                for i, (n, a) in enumerate(answer.tool_calls)
+            ]
+        return {
+            "id": "chatcmpl-faulty",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": answer.model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": message,
+                    "finish_reason": "tool_calls" if answer.tool_calls else "stop",
+                    "logprobs": None,
+                }
+            ],
+            "usage": OpenAIWire.usage(answer),
+        }
+
+    @staticmethod
+    def usage(answer: Answer) -> dict[str, int]:
+        return {
+            "prompt_tokens": answer.input_tokens,
+            "completion_tokens": answer.output_tokens,
+            "total_tokens": answer.input_tokens + answer.output_tokens,
+        }
+
+    @staticmethod
+    def events(answer: Answer) -> Events:
+        created = int(time.time())
+
+        def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+            choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
+            return sse(
+                {
+                    "id": "chatcmpl-faulty",
+                    "object": "chat.completion.chunk",
+                    "created": created,
+                    "model": answer.model,
+                    "choices": [choice],
+                }
+            )
+
+        out = Events(head=[chunk({"role": "assistant", "content": ""})])
+        out.body = [chunk({"content": piece}) for piece in answer.pieces]
+        for i, (name, arguments) in enumerate(answer.tool_calls):
+            start: dict[str, Any] = {"index": i, "id": f"call_{i}", "type": "function"}
+            start["function"] = {"name": name, "arguments": ""}
+            out.body.append(chunk({"tool_calls": [start]}))
+            for piece in halves(arguments):
+                out.body.append(
+                    chunk({"tool_calls": [{"index": i, "function": {"arguments": piece}}]})
+                )
+        out.tail.append(chunk({}, "tool_calls" if answer.tool_calls else "stop"))
+        if answer.include_usage:
+            last = {
+                "id": "chatcmpl-faulty",
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": answer.model,
+                "choices": [],
+                "usage": OpenAIWire.usage(answer),
+            }
+            out.tail.append(sse(last))
+        out.tail.append(sse("[DONE]"))
+        return out
+
+    @staticmethod
+    def error_event() -> bytes:
+        return sse({"error": {"message": "fault injected: server error", "type": "server_error"}})
+
+
+class AnthropicWire:
+    """Anthropic messages."""
+
+    @staticmethod
+    def error(status: int) -> dict[str, Any]:
+        kind = {
+            400: "invalid_request_error",
+            401: "authentication_error",
+            429: "rate_limit_error",
+            529: "overloaded_error",
+        }
+        message = f"fault injected: HTTP {status}"
+        return {
+            "type": "error",
+            "error": {"type": kind.get(status, "api_error"), "message": message},
+        }
+
+    @staticmethod
+    def _blocks(answer: Answer) -> list[dict[str, Any]]:
+        blocks: list[dict[str, Any]] = []
+        if answer.text:
+            blocks.append({"type": "text", "text": answer.text})
+        for i, (name, arguments) in enumerate(answer.tool_calls):
+            use: dict[str, Any] = {"type": "tool_use", "id": f"toolu_{i}", "name": name}
+            use["input"] = json.loads(arguments)
+            blocks.append(use)
+        return blocks
+
+    @staticmethod
+    def complete(answer: Answer) -> dict[str, Any]:
+        return {
+            "id": "msg_faulty",
+            "type": "message",
+            "role": "assistant",
+            "model": answer.model,
+            "content": AnthropicWire._blocks(answer),
+            "stop_reason": "tool_use" if answer.tool_calls else "end_turn",
+            "stop_sequence": None,
+            "usage": {"input_tokens": answer.input_tokens, "output_tokens": answer.output_tokens},
+        }
+
+    @staticmethod
+    def events(answer: Answer) -> Events:
+        def event(kind: str, **data: Any) -> bytes:
+            return sse({"type": kind, **data}, kind)
+
+        start = AnthropicWire.complete(answer) | {"content": [], "stop_reason": None}
+        start["usage"] = {"input_tokens": answer.input_tokens, "output_tokens": 1}
+        out = Events(head=[event("message_start", message=start), event("ping")])
+        index = 0
+        if answer.pieces:
+            out.head.append(
+                event("content_block_start", index=0, content_block={"type": "text", "text": ""})
+            )
+            for piece in answer.pieces:
+                delta = {"type": "text_delta", "text": piece}
+                out.body.append(event("content_block_delta", index=0, delta=delta))
+            out.body.append(event("content_block_stop", index=0))
+            index = 1
+        for i, (name, arguments) in enumerate(answer.tool_calls, start=index):
+            block = {"type": "tool_use", "id": f"toolu_{i - index}", "name": name, "input": {}}
+            out.body.append(event("content_block_start", index=i, content_block=block))
+            for piece in halves(arguments):
+                delta = {"type": "input_json_delta", "partial_json": piece}
+                out.body.append(event("content_block_delta", index=i, delta=delta))
+            out.body.append(event("content_block_stop", index=i))
+        stop = "tool_use" if answer.tool_calls else "end_turn"
+        out.tail.append(
+            event(
+                "message_delta",
+                delta={"stop_reason": stop, "stop_sequence": None},
+                usage={"output_tokens": answer.output_tokens},
+            )
+        )
+        out.tail.append(event("message_stop"))
+        return out
+
+    @staticmethod
+    def error_event() -> bytes:
+        error = {"type": "overloaded_error", "message": "fault injected: overloaded"}
+        return sse({"type": "error", "error": error}, "error")
+
+
+Wire = type[OpenAIWire] | type[AnthropicWire]
+
+
+def count_words(body: Any) -> int:
+    """A rough prompt size: whitespace words in every message's text."""
+    total = 0
+    messages = body.get("messages") if isinstance(body, dict) else None
+    system = body.get("system") if isinstance(body, dict) else None
+    for message in [{"content": system}, *(messages or [])]:
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, str):
+            total += len(content.split())
+        elif isinstance(content, list):
+            for block in content:
+                if isinstance(block, dict) and isinstance(block.get("text"), str):
+                    total += len(block["text"].split())
+    return total
