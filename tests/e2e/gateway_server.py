@@ -22,7 +22,11 @@ def free_port() -> int:
 def tether_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "tether", *args],
-        capture_output=True, text=True, timeout=120, check=False, env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=env,
     )
 
 
@@ -47,9 +51,22 @@ class GatewayProcess:
     def start(self) -> GatewayProcess:
         out = self.log.open("w")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tether", "serve", "--config", str(self.config),
-             "--port", str(self.port), "--log-level", "warning"],
-            stdout=out, stderr=subprocess.STDOUT, text=True, env=self.env,
+            [
+                sys.executable,
+                "-m",
+                "tether",
+                "serve",
+                "--config",
+                str(self.config),
+                "--port",
+                str(self.port),
+                "--log-level",
+                "warning",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=self.env,
         )
         out.close()
         try:

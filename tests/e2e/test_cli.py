@@ -79,8 +79,16 @@ def test_run_json_has_the_contract_fields(scripted_config: Path) -> None:
     out = tether("run", "greet", "--config", str(scripted_config), "--var", "name=Ada", "--json")
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
-    assert set(data) >= {"output", "degraded", "reason", "trace_id", "usage", "cost_usd",
-                         "latency_ms", "variant"}
+    assert set(data) >= {
+        "output",
+        "degraded",
+        "reason",
+        "trace_id",
+        "usage",
+        "cost_usd",
+        "latency_ms",
+        "variant",
+    }
     assert data["output"] == "steady answer" and data["degraded"] is False
     down = json.loads(
         tether("run", "down", "-c", str(scripted_config), "--var", "name=Ada", "--json").stdout

@@ -52,9 +52,9 @@ def upstream() -> Iterator[FaultyUpstream]:
 
 
 @pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory, upstream: FaultyUpstream) -> Iterator[
-    GatewayProcess
-]:
+def gateway(
+    tmp_path_factory: pytest.TempPathFactory, upstream: FaultyUpstream
+) -> Iterator[GatewayProcess]:
     folder = tmp_path_factory.mktemp("gateway")
     config = folder / "tether.yaml"
     config.write_text(CONFIG.format(up=upstream.base_url, gone=refused_base_url()))
@@ -143,8 +143,15 @@ def test_degraded_answer_is_a_200_that_says_so(client: openai.OpenAI) -> None:
 
 def test_tool_calls_pass_through(client: openai.OpenAI, upstream: FaultyUpstream) -> None:
     upstream.tool_calls = [("get_weather", {"city": "Paris"})]
-    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {
-        "type": "object", "properties": {"city": {"type": "string"}}}}}]
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+            },
+        }
+    ]
     completion = client.chat.completions.create(
         model="chat", messages=[{"role": "user", "content": "Weather?"}], tools=tools
     )
@@ -155,7 +162,9 @@ def test_tool_calls_pass_through(client: openai.OpenAI, upstream: FaultyUpstream
     sent = upstream.last_request
     assert sent is not None and sent.json()["tools"] == tools
     stream = client.chat.completions.create(
-        model="chat", messages=[{"role": "user", "content": "Weather?"}], tools=tools,
+        model="chat",
+        messages=[{"role": "user", "content": "Weather?"}],
+        tools=tools,
         stream=True,
     )
     args = "".join(
@@ -198,7 +207,9 @@ def test_stream_cut_mid_answer_raises_in_the_sdk(
 
 def test_http_level_errors(gateway: GatewayProcess) -> None:
     url = f"{gateway.base_url}/chat/completions"
-    too_big = httpx.post(url, content=b"x" * 2_000_000, headers={"content-type": "application/json"})
+    too_big = httpx.post(
+        url, content=b"x" * 2_000_000, headers={"content-type": "application/json"}
+    )
     assert too_big.status_code == 413
     assert too_big.json()["error"]["code"] == "payload_too_large"
     not_json = httpx.post(url, content=b"{nope")
@@ -208,9 +219,7 @@ def test_http_level_errors(gateway: GatewayProcess) -> None:
 
 
 def test_native_run_and_models(gateway: GatewayProcess) -> None:
-    run = httpx.post(
-        f"{gateway.base_url}/features/down/run", json={"variables": {"message": "hi"}}
-    )
+    run = httpx.post(f"{gateway.base_url}/features/down/run", json={"variables": {"message": "hi"}})
     assert run.status_code == 200
     data = run.json()
     assert data["degraded"] is True and data["reason"] == "upstream_error"
@@ -238,19 +247,21 @@ def test_keys_scope_features(tmp_path: Path, upstream: FaultyUpstream) -> None:
     config.write_text(CONFIG.format(up=upstream.base_url, gone=refused_base_url()))
     from .gateway_server import tether_cli
 
-    created = tether_cli("keys", "create", "--config", str(config), "--scope", "chat",
-                         "--name", "svc")
+    created = tether_cli(
+        "keys", "create", "--config", str(config), "--scope", "chat", "--name", "svc"
+    )
     assert created.returncode == 0, created.stderr
     key = next(w for w in created.stdout.split() if w.startswith("tth_"))
     with GatewayProcess(config) as gw:
         no_key = httpx.post(f"{gw.base_url}/chat/completions", json={"model": "chat"})
         assert no_key.status_code == 401
         assert "no API key" in no_key.json()["error"]["message"]
-        with openai.OpenAI(base_url=gw.base_url, api_key="tth_" + "0" * 43, max_retries=0) as bad:
-            with pytest.raises(openai.AuthenticationError, match="unknown or revoked"):
-                bad.chat.completions.create(
-                    model="chat", messages=[{"role": "user", "content": "x"}]
-                )
+        bad_key = "tth_" + "0" * 43
+        with (
+            openai.OpenAI(base_url=gw.base_url, api_key=bad_key, max_retries=0) as bad,
+            pytest.raises(openai.AuthenticationError, match="unknown or revoked"),
+        ):
+            bad.chat.completions.create(model="chat", messages=[{"role": "user", "content": "x"}])
         with openai.OpenAI(base_url=gw.base_url, api_key=key, max_retries=0) as scoped:
             ok = scoped.chat.completions.create(
                 model="chat", messages=[{"role": "user", "content": "x"}]

@@ -39,7 +39,10 @@ def test_quickstart_command_works_on_a_fresh_checkout(tmp_path: Path) -> None:
     checkout = tmp_path / "tether"
     files = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=ROOT, capture_output=True, text=True, check=True,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.split()
     for name in files:
         source = ROOT / name
@@ -53,8 +56,13 @@ def test_quickstart_command_works_on_a_fresh_checkout(tmp_path: Path) -> None:
     )
     command = fenced_after("<!-- quickstart -->")
     done = subprocess.run(
-        ["bash", "-c", command], cwd=checkout, env=env, capture_output=True, text=True,
-        timeout=1200, check=False,
+        ["bash", "-c", command],
+        cwd=checkout,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        check=False,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = done.stdout

@@ -63,7 +63,9 @@ def test_feature_without_on_failure_is_rejected_with_reason() -> None:
 
 
 def test_unknown_key_is_rejected_naming_the_key() -> None:
-    text = "features:\n  a:\n    model: local:smollm2\n    timeout: 3\n    on_failure: {respond: x}\n"
+    text = (
+        "features:\n  a:\n    model: local:smollm2\n    timeout: 3\n    on_failure: {respond: x}\n"
+    )
     with pytest.raises(ConfigProblems) as info:
         parse_config(text, "t.yaml", {})
     (problem,) = info.value.problems

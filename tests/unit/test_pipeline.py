@@ -56,8 +56,16 @@ async def test_prompt_rendered_and_result_complete() -> None:
     assert result.trace is not None
     assert result.trace.user == "u1" and result.trace.metadata == {"k": "v"}
     data = result.to_dict()
-    assert set(data) >= {"output", "degraded", "reason", "trace_id", "usage", "cost_usd",
-                         "latency_ms", "variant"}
+    assert set(data) >= {
+        "output",
+        "degraded",
+        "reason",
+        "trace_id",
+        "usage",
+        "cost_usd",
+        "latency_ms",
+        "variant",
+    }
     json.dumps(result.trace.to_dict())
 
 

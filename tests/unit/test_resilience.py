@@ -26,7 +26,8 @@ def make(
     fallbacks = "    fallbacks: [b:m2]\n" if backup is not None else ""
     text = (
         "providers:\n  a: {kind: scripted}\n  b: {kind: scripted}\n"
-        "features:\n  f:\n    prompt: {template: hi}\n    model: a:m1\n" + fallbacks
+        "features:\n  f:\n    prompt: {template: hi}\n    model: a:m1\n"
+        + fallbacks
         + "    timeout_s: 0.5\n"
         + f"    retry: {{backoff_base_s: 0.001, backoff_max_s: 0.002{retry}}}\n"
         + extra
@@ -135,8 +136,9 @@ async def test_total_deadline_bounds_the_whole_call() -> None:
 
 def test_breaker_opens_half_opens_and_closes() -> None:
     now = [0.0]
-    config = BreakerConfig(window=4, min_calls=2, failure_rate=0.5, cooldown_s=10,
-                           half_open_probes=2)
+    config = BreakerConfig(
+        window=4, min_calls=2, failure_rate=0.5, cooldown_s=10, half_open_probes=2
+    )
     breaker = CircuitBreaker("a:m1", config, clock=lambda: now[0])
     breaker.record(False, breaker.acquire())
     assert breaker.state == "closed"
@@ -162,8 +164,9 @@ def test_breaker_opens_half_opens_and_closes() -> None:
 
 
 async def test_open_breaker_skips_upstream_and_client_errors_do_not_count() -> None:
-    a = ScriptedProvider([Fail(UpstreamError("bad request", status_code=400, retryable=False))],
-                         name="a")
+    a = ScriptedProvider(
+        [Fail(UpstreamError("bad request", status_code=400, retryable=False))], name="a"
+    )
     b = ScriptedProvider([Reply("from b")], name="b")
     tether = make(a, b, extra="    breaker: {min_calls: 2, window: 2, cooldown_s: 60}\n")
     for _ in range(4):
@@ -201,8 +204,7 @@ async def test_all_breakers_open_fails_when_cooldown_exceeds_deadline() -> None:
     tether = make(
         a,
         retry=", max_attempts: 1",
-        extra="    total_timeout_s: 1\n"
-        "    breaker: {min_calls: 1, window: 1, cooldown_s: 30}\n",
+        extra="    total_timeout_s: 1\n    breaker: {min_calls: 1, window: 1, cooldown_s: 30}\n",
     )
     await tether.run("f")
     result = await tether.run("f")

@@ -21,6 +21,9 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    workers: Annotated[
+        int, typer.Option(min=1, help="Worker processes (breakers and budgets are per process).")
+    ] = 1,
 ) -> None:
     """Serve the features in CONFIG over an OpenAI-compatible API.
 

@@ -13,7 +13,9 @@ from pydantic import ConfigDict, Field, SecretStr, field_validator, model_valida
 
 from tether.config.base import Strict
 from tether.gateway.config import GatewayConfig
+from tether.guards.config import GuardsConfig
 from tether.store.config import StoreConfig
+from tether.telemetry.config import TelemetryConfig
 
 ON_FAILURE_HINT = (
     "every feature must declare what users get when the model is unavailable, e.g. "
@@ -163,6 +165,7 @@ class FeatureConfig(Strict):
     temperature: float | None = Field(default=None, ge=0, le=2)
     retry: RetryConfig = Field(default_factory=RetryConfig)
     breaker: BreakerConfig = Field(default_factory=BreakerConfig)
+    guards: GuardsConfig = Field(default_factory=GuardsConfig)
     on_failure: OnFailureConfig
 
     @field_validator("model")
@@ -197,6 +200,7 @@ class TetherConfig(Strict):
     features: dict[str, FeatureConfig] = Field(default_factory=dict)
     store: StoreConfig = Field(default_factory=StoreConfig)
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
+    telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
 
     @model_validator(mode="before")
     @classmethod

@@ -33,7 +33,9 @@ class GatewaySettings:
     max_body_bytes: int = 1_048_576
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Any:
+    def load(
+        cls, path: str | os.PathLike[str], env: Mapping[str, str] | None = None
+    ) -> GatewaySettings:
         env = os.environ if env is None else env
         config = load_config(path, env)
         return cls(

@@ -383,6 +383,10 @@ class FaultyUpstream:
             ValueError,
         ):
             writer.transport.abort()
+        except asyncio.CancelledError:
+            # shutting down: end the handler quietly (asyncio's stream callback would otherwise
+            # log the cancellation as an unhandled exception)
+            writer.transport.abort()
         finally:
             self._connections.pop(task, None)
             writer.close()

@@ -1,0 +1,230 @@
+"""Gateway overhead: the same fixed-latency mock upstream called directly and through
+``tether serve``, at concurrency 1, 4, 16 and 64, measured side by side in one run.
+
+Load comes from ``wrk`` (a C load generator: a Python one would saturate these 2 cores first),
+so install it first: ``apt-get install wrk``. Prints p50/p99 added latency and the RPS ratio.
+Targets: p99 added <= 5 ms at concurrency 16.
+
+With ``--litellm PATH`` (the ``litellm`` executable of a separate virtualenv holding
+``litellm[proxy]``), LiteLLM's proxy is pointed at the same mock with 2 workers and measured in
+the same run; the script then prints tether's RPS against LiteLLM's (target >= 5x at 64).
+
+    python bench/gateway_overhead.py [--latency-ms 20] [--seconds 5] [--workers 1] [--litellm PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from tether.testing.upstream import FaultyUpstream
+
+CONCURRENCY = (1, 4, 16, 64)
+LUA = """\
+wrk.method = "POST"
+wrk.body = '{"model":"%s","messages":[{"role":"user","content":"Say hi"}]}'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer bench-key"
+"""
+
+
+@dataclass
+class Run:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def to_ms(text: str) -> float:
+    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
+
+
+def wrk(url: str, model: str, concurrency: int, seconds: float, workdir: Path) -> Run:
+    script = workdir / f"{model}.lua"
+    script.write_text(LUA % model)
+    threads = min(concurrency, 2)
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t",
+            str(threads),
+            "-c",
+            str(concurrency),
+            "-d",
+            f"{max(1, round(seconds))}s",
+            "--latency",
+            "-s",
+            str(script),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    p50 = to_ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
+    p99 = to_ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errs = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    errors = int(bad.group(1)) if bad else 0
+    if errs:
+        errors += sum(int(g) for g in errs.groups())
+    return Run(rps, p50, p99, errors)
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes], what: str) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"{what} exited with {proc.returncode}")
+        try:
+            if httpx.get(url, timeout=1).status_code < 500:
+                return
+        except httpx.TransportError:
+            time.sleep(0.2)
+    raise SystemExit(f"{what} did not start")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def start_tether(
+    upstream_url: str, workdir: Path, workers: int
+) -> tuple[subprocess.Popen[bytes], str]:
+    config = workdir / "tether.yaml"
+    config.write_text(
+        "providers:\n"
+        f"  mock: {{kind: openai, base_url: '{upstream_url}', api_key: mock}}\n"
+        "features:\n"
+        "  bench:\n    model: mock:gpt-4o-mini\n    on_failure: {respond: unavailable}\n"
+        f"store: {{url: 'sqlite:///{workdir}/traces.db'}}\n"
+    )
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tether",
+            "serve",
+            "--config",
+            str(config),
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--log-level",
+            "warning",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_ready(f"http://127.0.0.1:{port}/readyz", proc, "tether serve")
+    return proc, f"http://127.0.0.1:{port}/v1/chat/completions"
+
+
+def start_litellm(
+    binary: str, upstream_url: str, workdir: Path
+) -> tuple[subprocess.Popen[bytes], str]:
+    config = workdir / "litellm.yaml"
+    config.write_text(
+        "model_list:\n  - model_name: bench\n    litellm_params:\n"
+        f"      model: openai/gpt-4o-mini\n      api_base: {upstream_url}\n      api_key: mock\n"
+    )
+    port = free_port()
+    proc = subprocess.Popen(
+        [binary, "--config", str(config), "--port", str(port), "--num_workers", "2"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "LITELLM_LOG": "ERROR"},
+    )
+    wait_ready(f"http://127.0.0.1:{port}/health/liveliness", proc, "litellm")
+    return proc, f"http://127.0.0.1:{port}/v1/chat/completions"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--latency-ms", type=float, default=20.0)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--litellm", help="path to the litellm executable (separate venv)")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed: apt-get install wrk")
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        FaultyUpstream(text="hi", latency_ms=args.latency_ms) as upstream,
+    ):
+        workdir = Path(tmp)
+        direct_url = f"{upstream.base_url}/chat/completions"
+        targets = {"direct": direct_url}
+        procs = []
+        proc, targets["tether"] = start_tether(upstream.base_url, workdir, args.workers)
+        procs.append(proc)
+        if args.litellm:
+            proc, targets["litellm"] = start_litellm(args.litellm, upstream.base_url, workdir)
+            procs.append(proc)
+        try:
+            report(targets, args, workdir)
+        finally:
+            for proc in procs:
+                stop(proc)
+
+
+def report(targets: dict[str, str], args: argparse.Namespace, workdir: Path) -> None:
+    print(
+        f"mock upstream latency {args.latency_ms:.0f} ms, {args.seconds:.0f} s per run, "
+        f"tether workers {args.workers}, load from wrk"
+    )
+    header = f"{'conc':>4} {'target':>8} {'RPS':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6}"
+    print(header)
+    for concurrency in CONCURRENCY:
+        runs = {}
+        for name, url in targets.items():
+            model = "gpt-4o-mini" if name == "direct" else "bench"
+            wrk(url, model, concurrency, 1.0, workdir)  # warm up connections and caches
+            runs[name] = wrk(url, model, concurrency, args.seconds, workdir)
+            r = runs[name]
+            print(
+                f"{concurrency:>4} {name:>8} {r.rps:>9.0f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f} "
+                f"{r.errors:>6}"
+            )
+        d, t = runs["direct"], runs["tether"]
+        line = (
+            f"     added by tether: p50 {t.p50_ms - d.p50_ms:+.2f} ms, "
+            f"p99 {t.p99_ms - d.p99_ms:+.2f} ms; RPS tether/direct {t.rps / d.rps:.2f}"
+        )
+        if "litellm" in runs:
+            line += f"; RPS tether/litellm {t.rps / runs['litellm'].rps:.2f}x"
+        print(line)
+
+
+if __name__ == "__main__":
+    main()

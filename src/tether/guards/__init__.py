@@ -1,0 +1,31 @@
+"""Guardrails: input and output guards with designed actions, traced verdicts, streaming.
+
+The protocol is one method (:class:`Guard`); :class:`GuardRunner` runs a feature's guards and
+applies their actions; :class:`GuardsConfig` is the ``guards:`` block of a feature.
+"""
+
+from tether.guards.base import Finding, Guard, GuardAction, GuardContext, Stage, Verdict
+from tether.guards.config import GuardsConfig, GuardSpec, StreamConfig
+from tether.guards.redact import Redactor
+from tether.guards.registry import build_guard
+from tether.guards.runner import Decision, GuardOutcome, GuardResult, GuardRunner
+from tether.guards.stream import GuardedStream
+
+__all__ = [
+    "Decision",
+    "Finding",
+    "Guard",
+    "GuardAction",
+    "GuardContext",
+    "GuardOutcome",
+    "GuardResult",
+    "GuardRunner",
+    "GuardSpec",
+    "GuardedStream",
+    "GuardsConfig",
+    "Redactor",
+    "Stage",
+    "StreamConfig",
+    "Verdict",
+    "build_guard",
+]

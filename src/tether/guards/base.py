@@ -1,0 +1,78 @@
+"""The guard protocol: one method that inspects text and returns a :class:`Verdict`.
+
+A guard is anything with ``check(text, ctx)``. It may return a :class:`Verdict` directly (CPU
+guards) or an awaitable of one (a custom guard that calls a service); the runner awaits it on
+its async path. What happens when a verdict fails is not the guard's business: the feature's
+config names the action (``block``, ``redact``, ``reask``, ``fallback``, ``review``, ``log``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from tether.guards.redact import Redactor
+    from tether.telemetry.trace import Trace
+
+GuardAction = Literal["block", "redact", "reask", "fallback", "review", "log"]
+Stage = Literal["input", "output"]
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """Something a guard found: its type (``EMAIL_ADDRESS``, ``override`` ...) and its span."""
+
+    type: str
+    start: int
+    end: int
+    text: str = ""
+    score: float = 1.0
+
+    def as_dict(self) -> dict[str, Any]:
+        """The span without the matched text (safe to put in a trace)."""
+        return {"type": self.type, "start": self.start, "end": self.end}
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """A guard's answer. ``score`` runs from 0 (clean) to 1 (certainly bad); ``rewritten`` is
+    the repaired text when the guard can fix it; ``value`` a typed result (parsed JSON)."""
+
+    passed: bool
+    score: float = 0.0
+    findings: tuple[Finding, ...] = ()
+    rewritten: str | None = None
+    reason: str = ""
+    value: Any = None
+
+    @classmethod
+    def ok(cls, score: float = 0.0, **kw: Any) -> Verdict:
+        return cls(passed=True, score=score, **kw)
+
+    @classmethod
+    def fail(cls, reason: str, score: float = 1.0, **kw: Any) -> Verdict:
+        return cls(passed=False, score=score, reason=reason, **kw)
+
+
+@dataclass(slots=True)
+class GuardContext:
+    """Per-call state: what a guard may know besides the text, plus the call's trace and its
+    redaction map (created on first use, shared by the input and the output checks)."""
+
+    stage: Stage = "input"
+    feature: str = ""
+    system_prompt: str | None = None
+    canaries: tuple[str, ...] = ()
+    reasks: int = 0
+    trace: Trace | None = None
+    redactor: Redactor | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Guard(Protocol):
+    """Inspect ``text`` and say whether it may pass."""
+
+    def check(self, text: str, ctx: GuardContext) -> Verdict | Awaitable[Verdict]: ...

@@ -1,0 +1,299 @@
+"""The ``guards:`` block of a feature in ``tether.yaml``.
+
+Each list item is a bare guard name or a one-key mapping from the name to its settings::
+
+    guards:
+      input:
+        - pii                                   # default action for pii: redact
+        - {prompt_injection: {threshold: 0.8, action: block}}
+      output:
+        - {json_schema: {schema: {type: object, required: [answer]}, action: reask, max_reasks: 2}}
+        - system_prompt_leak
+
+Settings common to every guard (``action``, ``threshold``, ``latency_budget_ms``, ``sample``,
+``max_reasks``, ``on_error``) sit next to the guard's own options (``schema``, ``entities`` ...);
+a built-in guard's options are validated strictly, a custom guard (``module:function`` or an
+entry point of group ``tether.guards``) receives its options as keyword arguments.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from tether.config.base import Strict
+from tether.guards.base import GuardAction
+
+PII_TYPES = (
+    "EMAIL_ADDRESS",
+    "PHONE_NUMBER",
+    "CREDIT_CARD",
+    "IBAN_CODE",
+    "US_SSN",
+    "IP_ADDRESS",
+)
+NER_TYPES = ("PERSON", "LOCATION")
+
+
+def _check_regexes(patterns: list[str]) -> list[str]:
+    for pattern in patterns:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f"invalid regex {pattern!r}: {exc}") from None
+    return patterns
+
+
+# ---------------------------------------------------------------- built-in guard options
+
+
+class PiiOptions(Strict):
+    """``pii``: emails, phone numbers, cards (Luhn), IBANs (mod 97), US SSNs, IP addresses; and
+    with ``ner: true`` person names and locations through spaCy (``pip install spacy``)."""
+
+    entities: list[str] = Field(default_factory=lambda: list(PII_TYPES))
+    ner: bool = False
+    ner_model: str = "en_core_web_sm"
+    phone_regions: list[str] = Field(
+        default_factory=lambda: ["US", "GB", "DE", "FR", "NL", "BE", "CH", "IT", "ES", "AU"]
+    )
+
+    @field_validator("entities")
+    @classmethod
+    def _known(cls, v: list[str]) -> list[str]:
+        known = (*PII_TYPES, *NER_TYPES)
+        for name in v:
+            if name not in known:
+                raise ValueError(f"unknown pii entity {name!r}; known: {', '.join(known)}")
+        return v
+
+
+class InjectionOptions(Strict):
+    """``prompt_injection``: attack-pattern heuristics plus a small shipped classifier."""
+
+    heuristics: bool = True
+    classifier: bool = True
+    classifier_threshold: float = Field(
+        default=0.8,
+        gt=0,
+        lt=1,
+        description="classifier probability that maps to score 0.5 (its operating point)",
+    )
+    model_path: str | None = Field(
+        default=None, description="weights produced by scripts/train_injection.py"
+    )
+
+
+class SecretsOptions(Strict):
+    """``secrets``: API keys, tokens, private keys; ``patterns`` adds your own (name: regex)."""
+
+    patterns: dict[str, str] = Field(default_factory=dict)
+    generic_assignments: bool = Field(
+        default=True, description="flag `password = '...'`-style assignments of random strings"
+    )
+
+    @field_validator("patterns")
+    @classmethod
+    def _compile(cls, v: dict[str, str]) -> dict[str, str]:
+        _check_regexes(list(v.values()))
+        return v
+
+
+class JsonSchemaOptions(Strict):
+    """``json_schema``: the output must be JSON valid against ``schema`` (a JSON Schema) or
+    ``model`` (``module:PydanticModel``)."""
+
+    model_config = Strict.model_config | {"populate_by_name": True}
+
+    json_schema: dict[str, Any] | None = Field(default=None, alias="schema")
+    model: str | None = None
+    repair: bool = True
+
+    @model_validator(mode="after")
+    def _one_of(self) -> JsonSchemaOptions:
+        if (self.json_schema is None) == (self.model is None):
+            raise ValueError(
+                "json_schema takes exactly one of schema: {...} or model: module:Class"
+            )
+        if self.model is not None and ":" not in self.model:
+            raise ValueError(f"model {self.model!r} must be 'module:Class'")
+        return self
+
+
+class LeakOptions(Strict):
+    """``system_prompt_leak``: the output reproduces the system prompt (fuzzily) or a canary."""
+
+    system_prompt: str | None = Field(default=None, description="default: the feature's own")
+    canaries: list[str] = Field(default_factory=list)
+    min_overlap: float = Field(default=0.5, gt=0, le=1)
+    ngram_words: int = Field(default=5, ge=2, le=12)
+
+
+class ListOptions(Strict):
+    """``topics`` (allow list: the text must match one) and ``banned`` (deny list)."""
+
+    keywords: list[str] = Field(default_factory=list)
+    regex: list[str] = Field(default_factory=list)
+    case_sensitive: bool = False
+
+    @field_validator("regex")
+    @classmethod
+    def _compile(cls, v: list[str]) -> list[str]:
+        return _check_regexes(v)
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> ListOptions:
+        if not self.keywords and not self.regex:
+            raise ValueError("give at least one of keywords: [...] or regex: [...]")
+        return self
+
+
+class MaxLengthOptions(Strict):
+    """``max_length``: at most ``max_chars`` characters and/or about ``max_tokens`` tokens."""
+
+    max_chars: int | None = Field(default=None, ge=1)
+    max_tokens: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _some_limit(self) -> MaxLengthOptions:
+        if self.max_chars is None and self.max_tokens is None:
+            raise ValueError("max_length needs max_chars: N and/or max_tokens: N")
+        return self
+
+
+class NoOptions(Strict):
+    """A guard without options."""
+
+
+def builtin_options() -> dict[str, type[Strict]]:
+    """Built-in guard name -> the model its options are validated with."""
+    return {
+        "pii": PiiOptions,
+        "prompt_injection": InjectionOptions,
+        "secrets": SecretsOptions,
+        "json_schema": JsonSchemaOptions,
+        "system_prompt_leak": LeakOptions,
+        "topics": ListOptions,
+        "banned": ListOptions,
+        "max_length": MaxLengthOptions,
+    }
+
+
+def default_action(name: str) -> GuardAction:
+    """What a failing guard does when the config does not say."""
+    return {
+        "pii": "redact",
+        "secrets": "redact",
+        "json_schema": "reask",
+    }.get(name, "block")  # type: ignore[return-value]
+
+
+ALIASES = {"pii_redact": ("pii", "redact"), "injection": ("prompt_injection", None)}
+COMMON_KEYS = frozenset(
+    {"name", "action", "threshold", "latency_budget_ms", "sample", "max_reasks", "on_error"}
+)
+
+
+# ---------------------------------------------------------------- the spec of one guard
+
+
+class GuardSpec(Strict):
+    """One guard in a feature's ``guards.input`` or ``guards.output`` list."""
+
+    name: str = Field(description="built-in name, 'module:function', or an entry point name")
+    action: GuardAction | None = Field(default=None, description="default depends on the guard")
+    threshold: float | None = Field(default=None, ge=0, le=1)
+    latency_budget_ms: float | None = Field(default=None, gt=0)
+    sample: float = Field(default=1.0, gt=0, le=1, description="fraction of calls checked")
+    max_reasks: int = Field(default=1, ge=0, le=5)
+    on_error: Literal["block", "pass"] = Field(
+        default="block", description="what a guard that raises or times out does"
+    )
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        """``"pii"`` or ``{pii: {action: redact, entities: [...]}}`` -> the full shape."""
+        if isinstance(data, str):
+            data = {"name": data}
+        elif isinstance(data, dict) and "name" not in data and len(data) == 1:
+            ((name, body),) = data.items()
+            if body is None:
+                body = {}
+            if not isinstance(body, dict):
+                raise ValueError(
+                    f"guard {name!r}: settings must be a mapping, "
+                    f"e.g. {{{name}: {{action: block}}}}"
+                )
+            data = {"name": name, **body}
+        elif not isinstance(data, dict):
+            raise ValueError("a guard is a name (pii) or a one-key mapping ({pii: {...}})")
+        data = dict(data)
+        alias = ALIASES.get(str(data.get("name")))
+        if alias is not None:
+            data["name"] = alias[0]
+            if alias[1] is not None:
+                data.setdefault("action", alias[1])
+        options = dict(data.pop("options", None) or {})
+        for key in [k for k in data if k not in COMMON_KEYS]:
+            options[key] = data.pop(key)
+        data["options"] = options
+        return data
+
+    @model_validator(mode="after")
+    def _builtin_options(self) -> GuardSpec:
+        model = builtin_options().get(self.name)
+        if model is not None:
+            model.model_validate(self.options)
+        elif ":" not in self.name and not self.name.isidentifier():
+            raise ValueError(
+                f"guard {self.name!r} is not a built-in ({', '.join(builtin_options())}), "
+                "a 'module:function' reference, or an entry point name"
+            )
+        return self
+
+    @property
+    def effective_action(self) -> GuardAction:
+        return self.action or default_action(self.name)
+
+    @property
+    def label(self) -> str:
+        """A short name for traces and tables."""
+        return self.name.rsplit(":", 1)[-1]
+
+
+class StreamConfig(Strict):
+    """How output guards run on streamed text."""
+
+    holdback_chars: int = Field(
+        default=96, ge=0, description="tail held back because it may still be part of an entity"
+    )
+    window_chars: int = Field(
+        default=512, ge=64, description="already-sent text re-checked with each new piece"
+    )
+    min_step_chars: int = Field(default=32, ge=1, description="check at most every N new chars")
+
+
+class GuardsConfig(Strict):
+    """A feature's guards: ``input`` runs before the model call, ``output`` after it."""
+
+    input: list[GuardSpec] = Field(default_factory=list)
+    output: list[GuardSpec] = Field(default_factory=list)
+    stream: StreamConfig = Field(default_factory=StreamConfig)
+
+    @model_validator(mode="after")
+    def _actions_fit_stage(self) -> GuardsConfig:
+        for i, spec in enumerate(self.input):
+            if spec.effective_action == "reask":
+                raise ValueError(
+                    f"input.{i}: {spec.name}: action reask asks the model again, so it only "
+                    "applies to output guards; use block, redact, fallback, review or log"
+                )
+        return self
+
+    @property
+    def empty(self) -> bool:
+        return not self.input and not self.output

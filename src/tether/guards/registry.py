@@ -1,0 +1,136 @@
+"""Build guards from config: built-ins by name, ``module:function`` references, entry points.
+
+A custom reference (``module:attr``) or an entry point of group ``tether.guards`` resolves to:
+
+* an object with a ``check`` method: used as the guard;
+* a class: instantiated with the spec's options as keyword arguments;
+* a function: it *is* the check, ``fn(text, ctx, **options)``, returning a :class:`Verdict`,
+  a bool (True = passed) or an awaitable of either.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Awaitable, Callable
+from importlib.metadata import entry_points
+from typing import Any
+
+from tether.errors import ConfigError
+from tether.guards.base import Guard, GuardContext, Verdict
+from tether.guards.builtin.json_schema import import_object
+from tether.guards.config import (
+    GuardSpec,
+    InjectionOptions,
+    JsonSchemaOptions,
+    LeakOptions,
+    ListOptions,
+    MaxLengthOptions,
+    PiiOptions,
+    SecretsOptions,
+)
+
+ENTRY_POINT_GROUP = "tether.guards"
+CheckResult = Verdict | bool
+
+
+class FunctionGuard:
+    """Adapts ``fn(text, ctx, **options) -> Verdict | bool | Awaitable[...]`` to :class:`Guard`."""
+
+    def __init__(self, fn: Callable[..., Any], options: dict[str, Any]) -> None:
+        self._fn = functools.partial(fn, **options) if options else fn
+
+    def check(self, text: str, ctx: GuardContext) -> Verdict | Awaitable[Verdict]:
+        result = self._fn(text, ctx)
+        if inspect.isawaitable(result):
+            return result  # type: ignore[no-any-return, unused-ignore]  # awaited by the runner
+        return as_verdict(result)
+
+
+def as_verdict(result: Any) -> Verdict:
+    if isinstance(result, Verdict):
+        return result
+    if isinstance(result, bool):
+        return Verdict.ok() if result else Verdict.fail("custom guard said no")
+    raise TypeError(f"a guard returned {type(result).__name__}; return a Verdict or a bool")
+
+
+def build_builtin(spec: GuardSpec) -> Guard | None:
+    """The built-in guard for ``spec``, or None when the name is not a built-in."""
+    opts = spec.options
+    name = spec.name
+    if name == "pii":
+        from tether.guards.builtin.pii import PiiGuard
+
+        return PiiGuard(PiiOptions.model_validate(opts))
+    if name == "prompt_injection":
+        from tether.guards.builtin.injection import InjectionGuard
+
+        threshold = 0.5 if spec.threshold is None else spec.threshold
+        return InjectionGuard(InjectionOptions.model_validate(opts), threshold)
+    if name == "secrets":
+        from tether.guards.builtin.secrets import SecretsGuard
+
+        return SecretsGuard(SecretsOptions.model_validate(opts))
+    if name == "json_schema":
+        from tether.guards.builtin.json_schema import JsonSchemaGuard
+
+        return JsonSchemaGuard(JsonSchemaOptions.model_validate(opts))
+    if name == "system_prompt_leak":
+        from tether.guards.builtin.leak import LeakGuard
+
+        options = LeakOptions.model_validate(opts)
+        if spec.threshold is not None:
+            options = options.model_copy(update={"min_overlap": max(spec.threshold, 0.01)})
+        return LeakGuard(options)
+    return build_list_guard(spec)
+
+
+def build_list_guard(spec: GuardSpec) -> Guard | None:
+    from tether.guards.builtin.lists import BannedGuard, MaxLengthGuard, TopicsGuard
+
+    if spec.name == "banned":
+        return BannedGuard(ListOptions.model_validate(spec.options))
+    if spec.name == "topics":
+        return TopicsGuard(ListOptions.model_validate(spec.options))
+    if spec.name == "max_length":
+        return MaxLengthGuard(MaxLengthOptions.model_validate(spec.options))
+    return None
+
+
+def from_object(obj: Any, options: dict[str, Any], where: str) -> Guard:
+    if isinstance(obj, type):
+        obj = obj(**options)
+        if not callable(getattr(obj, "check", None)):
+            raise ConfigError(f"guard {where}: {type(obj).__name__} has no check(text, ctx)")
+        return obj  # type: ignore[no-any-return]
+    if callable(getattr(obj, "check", None)):
+        if options:
+            raise ConfigError(f"guard {where} is an instance; it takes no options")
+        return obj  # type: ignore[no-any-return]
+    if callable(obj):
+        return FunctionGuard(obj, options)
+    raise ConfigError(f"guard {where} is neither a guard, a class nor a function")
+
+
+def load_entry_point(name: str) -> Any | None:
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name == name:
+            return ep.load()
+    return None
+
+
+def build_guard(spec: GuardSpec) -> Guard:
+    """The guard a spec names. Raises ConfigError naming the fix when it cannot be built."""
+    guard = build_builtin(spec)
+    if guard is not None:
+        return guard
+    if ":" in spec.name:
+        return from_object(import_object(spec.name), spec.options, spec.name)
+    obj = load_entry_point(spec.name)
+    if obj is None:
+        raise ConfigError(
+            f"guard {spec.name!r} is not a built-in, and no package provides an entry point "
+            f"{spec.name!r} in group {ENTRY_POINT_GROUP!r}; use 'module:function' or install it"
+        )
+    return from_object(obj, spec.options, spec.name)

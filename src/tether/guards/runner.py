@@ -1,0 +1,326 @@
+"""Run a feature's guards over a call's input and output, apply their actions, record verdicts.
+
+The pipeline builds one :class:`GuardRunner` per feature and, per call, one
+:class:`GuardContext` (it carries the trace and the redaction map)::
+
+    runner = GuardRunner(feature.guards)
+    ctx = GuardContext(feature="support", system_prompt=system, trace=trace)
+    inp = runner.check_input(user_text, ctx)      # or: await runner.acheck_input(...)
+    inp.raise_for_decision()                      # GuardBlocked -> the failure path
+    ... call the model with inp.text (placeholders instead of PII) ...
+    out = runner.check_output(model_text, ctx)    # ctx.reasks = n on the n-th re-ask
+    if out.decision == "reask": ask again, appending out.reask_message
+    elif out.decision == "fallback": try the next model
+    out.raise_for_decision(); respond with out.text (originals restored), out.value (typed)
+
+Decisions: ``pass`` (``review`` may still be set), ``block``, ``reask``, ``fallback``. The first
+guard that blocks / re-asks / falls back ends the run; ``redact`` rewrites the text for the
+guards after it; ``review`` and ``log`` only record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import random
+import time
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from tether.errors import GuardBlocked
+from tether.guards.base import Guard, GuardContext, Stage, Verdict
+from tether.guards.config import GuardsConfig, GuardSpec
+from tether.guards.otel import EvaluationEvents
+from tether.guards.redact import Redactor, dump_value
+from tether.guards.registry import as_verdict, build_guard
+
+if TYPE_CHECKING:
+    from tether.guards.stream import GuardedStream
+
+Decision = Literal["pass", "block", "reask", "fallback"]
+
+
+@dataclass(slots=True)
+class GuardResult:
+    """One guard's run: its verdict and what was done about it."""
+
+    guard: str
+    stage: Stage
+    verdict: Verdict
+    action: str | None
+    latency_ms: float
+    over_budget: bool = False
+    error: str | None = None
+
+
+@dataclass(slots=True)
+class GuardOutcome:
+    """What the guards decided about one text."""
+
+    stage: Stage
+    text: str
+    decision: Decision = "pass"
+    reason: str = ""
+    guard: str | None = None
+    reask_message: str | None = None
+    review: bool = False
+    value: Any = None
+    results: list[GuardResult] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return self.decision == "pass"
+
+    @property
+    def verdicts(self) -> list[Verdict]:
+        return [r.verdict for r in self.results]
+
+    def raise_for_decision(self) -> None:
+        """Raise :class:`GuardBlocked` when blocked; other decisions are the caller's to act on."""
+        if self.decision == "block":
+            raise GuardBlocked(f"{self.stage} guard {self.guard}: {self.reason}")
+
+
+@dataclass(slots=True)
+class BoundGuard:
+    spec: GuardSpec
+    guard: Guard
+
+    @property
+    def name(self) -> str:
+        return self.spec.label
+
+    @property
+    def final_only(self) -> bool:
+        """Checked once on the whole text, not on stream windows (json_schema)."""
+        return getattr(self.guard, "streaming", "window") == "final"
+
+
+class GuardRunner:
+    """A feature's input and output guards, built once and reused across calls."""
+
+    def __init__(
+        self,
+        config: GuardsConfig,
+        *,
+        guards: dict[str, Guard] | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        """``guards`` overrides building by name (tests, pre-built instances)."""
+        self.config = config
+        given = guards or {}
+        self.input = [BoundGuard(s, given.get(s.name) or build_guard(s)) for s in config.input]
+        self.output = [BoundGuard(s, given.get(s.name) or build_guard(s)) for s in config.output]
+        self._rng = rng or random.Random()
+        self.events = EvaluationEvents()
+
+    # ------------------------------------------------------------------ sync
+
+    def check_input(self, text: str, ctx: GuardContext) -> GuardOutcome:
+        return self._run(self.input, text, ctx, "input")
+
+    def check_output(self, text: str, ctx: GuardContext) -> GuardOutcome:
+        return self._run(self.output, text, ctx, "output")
+
+    def _run(
+        self, guards: Sequence[BoundGuard], text: str, ctx: GuardContext, stage: Stage
+    ) -> GuardOutcome:
+        ctx.stage = stage
+        outcome = GuardOutcome(stage, text)
+        for bound in guards:
+            if not self.sampled(bound, ctx, stage):
+                continue
+            t0 = time.perf_counter()
+            try:
+                result = bound.guard.check(outcome.text, ctx)
+                if inspect.isawaitable(result):
+                    _close(result)
+                    raise TypeError("an async guard needs the async path (acheck_input/output)")
+                verdict, error = as_verdict(result), None
+            except Exception as exc:  # noqa: BLE001 - a failing guard takes its on_error path
+                verdict, error = Verdict.fail(f"guard error: {exc!r}"), repr(exc)
+            if self.apply(bound, verdict, outcome, ctx, _ms(t0), error):
+                break
+        return self._finish(outcome, ctx)
+
+    # ------------------------------------------------------------------ async
+
+    async def acheck_input(self, text: str, ctx: GuardContext) -> GuardOutcome:
+        return await self._arun(self.input, text, ctx, "input")
+
+    async def acheck_output(self, text: str, ctx: GuardContext) -> GuardOutcome:
+        return await self._arun(self.output, text, ctx, "output")
+
+    async def _arun(
+        self, guards: Sequence[BoundGuard], text: str, ctx: GuardContext, stage: Stage
+    ) -> GuardOutcome:
+        ctx.stage = stage
+        outcome = GuardOutcome(stage, text)
+        for bound in guards:
+            if not self.sampled(bound, ctx, stage):
+                continue
+            t0 = time.perf_counter()
+            try:
+                result = bound.guard.check(outcome.text, ctx)
+                if inspect.isawaitable(result):
+                    budget = bound.spec.latency_budget_ms
+                    timeout = None if budget is None else budget / 1000.0
+                    result = await asyncio.wait_for(_as_coro(result), timeout)
+                verdict, error = as_verdict(result), None
+            except TimeoutError:
+                budget_ms = bound.spec.latency_budget_ms
+                verdict = Verdict.fail(f"guard timed out after {budget_ms} ms")
+                error = "timeout"
+            except Exception as exc:  # noqa: BLE001 - a failing guard takes its on_error path
+                verdict, error = Verdict.fail(f"guard error: {exc!r}"), repr(exc)
+            if self.apply(bound, verdict, outcome, ctx, _ms(t0), error):
+                break
+        return self._finish(outcome, ctx)
+
+    # ------------------------------------------------------------------ shared
+
+    def sampled(self, bound: BoundGuard, ctx: GuardContext, stage: Stage) -> bool:
+        """Whether this call is in the guard's sample (records the skip when not)."""
+        if bound.spec.sample >= 1.0 or self._rng.random() < bound.spec.sample:
+            return True
+        if ctx.trace is not None:
+            ctx.trace.event("guard_skipped", guard=bound.name, stage=stage, why="sampled out")
+        return False
+
+    def apply(
+        self,
+        bound: BoundGuard,
+        verdict: Verdict,
+        outcome: GuardOutcome,
+        ctx: GuardContext,
+        latency_ms: float,
+        error: str | None = None,
+    ) -> bool:
+        """Act on a verdict; True when the run stops here (block, reask, fallback)."""
+        spec = bound.spec
+        stop = False
+        action: str | None = None
+        if error is not None and spec.on_error == "pass":
+            action = "error_pass"
+        elif not verdict.passed:
+            action = spec.effective_action if error is None else "block"
+            stop = self._act(bound, verdict, outcome, ctx, action)
+        else:
+            if verdict.rewritten is not None:
+                outcome.text = verdict.rewritten
+            if verdict.value is not None:
+                outcome.value = verdict.value
+        budget = spec.latency_budget_ms
+        result = GuardResult(
+            bound.name, outcome.stage, verdict, action, latency_ms,
+            over_budget=budget is not None and latency_ms > budget, error=error,
+        )  # fmt: skip
+        outcome.results.append(result)
+        self.record(result, ctx)
+        return stop
+
+    def _act(
+        self,
+        bound: BoundGuard,
+        verdict: Verdict,
+        outcome: GuardOutcome,
+        ctx: GuardContext,
+        action: str,
+    ) -> bool:
+        if action == "log":
+            return False
+        if action == "review":
+            outcome.review = True
+            return False
+        if action == "redact":
+            redacted = self.redact(outcome.text, verdict, ctx, outcome.stage)
+            if redacted is not None:
+                outcome.text = redacted
+                return False
+            action = "block"  # nothing to redact: the only safe thing left is to block
+        if action == "reask" and outcome.stage == "output":
+            if ctx.reasks < bound.spec.max_reasks:
+                outcome.decision = "reask"
+                ask = getattr(bound.guard, "reask_message", None)
+                outcome.reask_message = ask(verdict) if callable(ask) else default_reask(verdict)
+            else:
+                outcome.decision = "block"
+                verdict = Verdict.fail(
+                    f"{verdict.reason} (still invalid after {ctx.reasks} re-asks)"
+                )
+        elif action == "fallback":
+            outcome.decision = "fallback"
+        else:
+            outcome.decision = "block"
+        outcome.reason = verdict.reason
+        outcome.guard = bound.name
+        return True
+
+    def redact(self, text: str, verdict: Verdict, ctx: GuardContext, stage: Stage) -> str | None:
+        """The text with the verdict's findings replaced, or None when it has none."""
+        if verdict.rewritten is not None:
+            return verdict.rewritten
+        if not verdict.findings:
+            return None
+        if ctx.redactor is None:
+            ctx.redactor = Redactor()
+        return ctx.redactor.redact(text, verdict.findings, reversible=stage == "input")
+
+    def record(self, result: GuardResult, ctx: GuardContext) -> None:
+        """The verdict on the trace (spans, never the matched text) and as an OTel event."""
+        v = result.verdict
+        if ctx.trace is not None:
+            ctx.trace.event(
+                "guard",
+                guard=result.guard,
+                stage=result.stage,
+                passed=v.passed,
+                score=round(v.score, 4),
+                action=result.action,
+                reason=v.reason,
+                findings=[f.as_dict() for f in v.findings],
+                latency_ms=round(result.latency_ms, 3),
+                over_budget=result.over_budget,
+                error=result.error,
+            )
+            if result.action == "review":
+                ctx.trace.event("review_requested", guard=result.guard, reason=v.reason)
+        self.events.emit(result.guard, v, stage=result.stage, action=result.action)
+
+    def _finish(self, outcome: GuardOutcome, ctx: GuardContext) -> GuardOutcome:
+        if outcome.stage != "output" or ctx.redactor is None or not len(ctx.redactor):
+            return outcome
+        restored = ctx.redactor.restore(outcome.text)
+        if outcome.value is not None:
+            outcome.value = ctx.redactor.restore_value(outcome.value)
+            if restored != outcome.text:
+                restored = dump_value(outcome.value)  # keep JSON valid whatever was restored
+        outcome.text = restored
+        return outcome
+
+    def stream(self, ctx: GuardContext) -> GuardedStream:
+        """A :class:`~tether.guards.stream.GuardedStream` over this runner's output guards."""
+        from tether.guards.stream import GuardedStream
+
+        return GuardedStream(self, ctx)
+
+
+def default_reask(verdict: Verdict) -> str:
+    return (
+        f"Your previous answer was rejected: {verdict.reason}. Answer again and fix exactly that."
+    )
+
+
+def _ms(t0: float) -> float:
+    return (time.perf_counter() - t0) * 1000.0
+
+
+async def _as_coro(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable
+
+
+def _close(awaitable: Awaitable[Any]) -> None:
+    close = getattr(awaitable, "close", None)
+    if callable(close):
+        close()

@@ -1,0 +1,61 @@
+"""Durable storage: traces (written off the request path) and API keys, on SQLite or PostgreSQL.
+
+SQLAlchemy 2 with Alembic migrations that ship in the package and run from code
+(:meth:`Store.migrate`). Later pillars (reviews, datasets, rollout history) add tables to
+:class:`~tether.store.schema.Base` and a new migration.
+
+The names below are imported on first use, so ``tether.config`` (which needs only
+:class:`StoreConfig`) does not pay for SQLAlchemy and Alembic at import.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tether.store.config import StoreConfig, resolve_url
+    from tether.store.keys import ApiKey, KeyNotFound, KeyStore, scope_allows
+    from tether.store.sink import MemorySink, Sink
+    from tether.store.store import Store
+    from tether.store.traces import TraceStore, parse_since
+    from tether.store.writer import TraceWriter, WriterStats
+
+_HOMES = {
+    "ApiKey": "keys",
+    "KeyNotFound": "keys",
+    "KeyStore": "keys",
+    "MemorySink": "sink",
+    "Sink": "sink",
+    "Store": "store",
+    "StoreConfig": "config",
+    "TraceStore": "traces",
+    "TraceWriter": "writer",
+    "WriterStats": "writer",
+    "parse_since": "traces",
+    "resolve_url": "config",
+    "scope_allows": "keys",
+}
+
+__all__ = [
+    "ApiKey",
+    "KeyNotFound",
+    "KeyStore",
+    "MemorySink",
+    "Sink",
+    "Store",
+    "StoreConfig",
+    "TraceStore",
+    "TraceWriter",
+    "WriterStats",
+    "parse_since",
+    "resolve_url",
+    "scope_allows",
+]
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'tether.store' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"tether.store.{home}"), name)

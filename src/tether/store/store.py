@@ -1,0 +1,96 @@
+"""The store: one engine, migrated, with traces and keys on it.
+
+``Store.open(config.store, config_dir=...)`` at startup (it runs ``upgrade head``, which is
+idempotent and serialised between replicas on PostgreSQL), ``store.writer()`` for the async
+trace sink, ``store.close()`` at shutdown.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import TracebackType
+
+from sqlalchemy import Engine
+
+from tether.store import migrate as migrations
+from tether.store.config import StoreConfig
+from tether.store.engine import create_store_engine
+from tether.store.keys import KeyStore
+from tether.store.traces import TraceStore
+from tether.store.writer import TraceWriter
+
+
+class Store:
+    """Traces and API keys on one database. Owns its engine: close it (or use ``with``)."""
+
+    def __init__(self, engine: Engine, config: StoreConfig | None = None) -> None:
+        self.engine = engine
+        self.config = config or StoreConfig()
+        self.traces = TraceStore(engine)
+        self.keys = KeyStore(engine)
+
+    @classmethod
+    def open(
+        cls,
+        config: StoreConfig | None = None,
+        *,
+        config_dir: str | Path = ".",
+        migrate: bool = True,
+    ) -> Store:
+        """Connect to ``config.url`` (relative SQLite paths against ``config_dir``) and, unless
+        ``migrate=False``, bring the schema to the newest revision."""
+        config = config or StoreConfig()
+        engine = create_store_engine(
+            config.resolve_url(config_dir), busy_timeout_s=config.busy_timeout_s
+        )
+        store = cls(engine, config)
+        if migrate:
+            try:
+                store.migrate()
+            except BaseException:
+                store.close()
+                raise
+        return store
+
+    @classmethod
+    def from_url(cls, url: str, *, migrate: bool = True) -> Store:
+        """``Store.open(StoreConfig(url=url))`` with relative paths against the working folder."""
+        return cls.open(StoreConfig(url=url), migrate=migrate)
+
+    @property
+    def url(self) -> str:
+        """The database URL with any password hidden (for messages)."""
+        return self.engine.url.render_as_string(hide_password=True)
+
+    def migrate(self, revision: str = "head") -> None:
+        """Apply the packaged migrations up to ``revision`` (idempotent)."""
+        migrations.upgrade(self.engine, revision)
+
+    def revision(self) -> str | None:
+        """The schema revision of the database (``None``: not migrated)."""
+        return migrations.current_revision(self.engine)
+
+    def writer(self) -> TraceWriter:
+        """A new (not yet started) async trace writer on this store, sized by the config."""
+        return TraceWriter.from_config(self.traces, self.config)
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def store_config_of(config: object) -> StoreConfig:
+    """``config.store`` when the loaded config has a store section, else the defaults."""
+    store = getattr(config, "store", None)
+    return store if isinstance(store, StoreConfig) else StoreConfig()

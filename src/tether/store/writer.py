@@ -1,0 +1,286 @@
+"""The async batching trace writer: the request path hands a trace over and moves on.
+
+::
+
+    request path ──write(trace)──▶ bounded queue ──▶ background task ──to_thread──▶ write_many
+                      │                              (batch_size or flush_interval_s,
+                      └─ queue full: wait + count      whichever comes first)
+
+* **Off the request path.** ``write`` snapshots the trace (``to_dict``) and enqueues it; the
+  database work runs in a worker thread, so the event loop never blocks on storage.
+* **Back-pressure, never a silent drop.** When the queue is full, ``write`` waits for room: the
+  caller slows down instead of losing the trace. Every wait counts in ``stats.queue_full`` and
+  is logged (at most once per ``warn_every_s``, with the number of waits since the last line).
+* **Failures are retried, then isolated.** A failing batch is retried ``write_attempts`` times
+  with backoff (writes are idempotent by trace id), then written one trace at a time so one bad
+  trace cannot take its neighbours down; a trace that still fails is counted in
+  ``stats.failed`` and logged at ERROR with its id.
+* **Graceful shutdown flushes.** ``aclose()`` writes everything submitted before it returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Protocol
+
+from tether.store.config import StoreConfig
+from tether.telemetry.trace import Trace
+
+TraceDict = dict[str, Any]
+
+
+class BatchStore(Protocol):
+    """What the writer needs from a store (``TraceStore`` has it)."""
+
+    def write_many(self, traces: Iterable[Mapping[str, Any]]) -> int: ...
+
+
+@dataclass(slots=True)
+class WriterStats:
+    """Counters for metrics. ``written + duplicates + failed`` traces have left the queue."""
+
+    submitted: int = 0
+    written: int = 0
+    duplicates: int = 0
+    failed: int = 0
+    queue_full: int = 0
+    wait_s: float = 0.0
+    batches: int = 0
+    retries: int = 0
+    depth: int = 0
+
+
+class TraceWriter:
+    """A :class:`~tether.store.sink.Sink` that stores traces in batches off the request path.
+
+    Use ``async with TraceWriter(store) as writer:`` or ``await start()`` … ``await aclose()``.
+    """
+
+    def __init__(
+        self,
+        store: BatchStore,
+        *,
+        queue_size: int = 10_000,
+        batch_size: int = 200,
+        flush_interval_s: float = 0.5,
+        write_attempts: int = 3,
+        retry_backoff_s: float = 0.2,
+        warn_every_s: float = 5.0,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        if queue_size < 1 or batch_size < 1 or write_attempts < 1:
+            raise ValueError("queue_size, batch_size and write_attempts must be at least 1")
+        self._store = store
+        self._queue: asyncio.Queue[TraceDict | None] = asyncio.Queue(maxsize=queue_size)
+        self._batch_size = batch_size
+        self._interval = flush_interval_s
+        self._attempts = write_attempts
+        self._backoff = retry_backoff_s
+        self._warn_every = warn_every_s
+        self._log = logger or logging.getLogger("tether.store.writer")
+        self._stats = WriterStats()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._last_warning = float("-inf")
+        self._unwarned = 0
+
+    @classmethod
+    def from_config(cls, store: BatchStore, config: StoreConfig) -> TraceWriter:
+        return cls(
+            store,
+            queue_size=config.queue_size,
+            batch_size=config.batch_size,
+            flush_interval_s=config.flush_interval_s,
+            write_attempts=config.write_attempts,
+        )
+
+    # ------------------------------------------------------------------ metrics
+
+    @property
+    def depth(self) -> int:
+        """Traces waiting in the queue."""
+        return self._queue.qsize()
+
+    @property
+    def capacity(self) -> int:
+        return self._queue.maxsize
+
+    @property
+    def stats(self) -> WriterStats:
+        """A snapshot of the counters (``depth`` included)."""
+        return dataclasses.replace(self._stats, depth=self.depth)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Start the background task (on the running event loop)."""
+        if self._closing:
+            raise RuntimeError("this TraceWriter was closed; create a new one")
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(
+                self._run(), name="tether-trace-writer"
+            )
+
+    async def aclose(self) -> None:
+        """Stop taking traces and write every trace already submitted, then return."""
+        if self._closing:
+            if self._task is not None:
+                await asyncio.shield(self._task)
+            return
+        self._closing = True
+        if self._task is None or self._task.done():
+            await self._drain()
+            return
+        await self._queue.put(None)  # after every trace already queued
+        await asyncio.shield(self._task)
+
+    async def __aenter__(self) -> TraceWriter:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # ------------------------------------------------------------------ the sink
+
+    async def write(self, trace: Trace) -> None:
+        """Queue ``trace`` for storage; waits only while the queue is full (back-pressure)."""
+        self._check_running()
+        item = trace.to_dict()
+        self._stats.submitted += 1
+        if not self._queue.full():
+            self._queue.put_nowait(item)
+            return
+        self._stats.queue_full += 1
+        self._warn_full()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await self._queue.put(item)
+        self._stats.wait_s += loop.time() - started
+
+    async def submit(self, trace: Trace) -> None:
+        """Same as :meth:`write` (the name the gateway issue uses)."""
+        await self.write(trace)
+
+    def _check_running(self) -> None:
+        if self._closing:
+            raise RuntimeError(
+                "TraceWriter is closed: close it only after the server stops taking requests"
+            )
+        if self._task is None:
+            raise RuntimeError("TraceWriter is not started: await writer.start() first")
+        if self._task.done():
+            raise RuntimeError("the trace writer task stopped unexpectedly; see the log")
+
+    def _warn_full(self) -> None:
+        self._unwarned += 1
+        now = asyncio.get_running_loop().time()
+        if now - self._last_warning < self._warn_every:
+            return
+        self._log.warning(
+            "trace queue full (%d traces waiting): requests wait for the trace writer "
+            "(%d waits since the last warning, %d in total). The store is slower than the "
+            "traffic: check the database, or raise store.queue_size / store.batch_size.",
+            self.depth,
+            self._unwarned,
+            self._stats.queue_full,
+        )
+        self._last_warning = now
+        self._unwarned = 0
+
+    # ------------------------------------------------------------------ background work
+
+    async def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            batch, stopping = await self._collect()
+            if batch:
+                await self._flush(batch)
+
+    async def _collect(self) -> tuple[list[TraceDict], bool]:
+        """The next batch: up to ``batch_size`` traces or whatever came within the interval."""
+        first = await self._queue.get()
+        if first is None:
+            return [], True
+        batch = [first]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._interval
+        while len(batch) < self._batch_size:
+            if self._queue.empty():
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        item = await self._queue.get()
+                except TimeoutError:
+                    break
+            else:
+                item = self._queue.get_nowait()
+            if item is None:
+                return batch, True
+            batch.append(item)
+        return batch, False
+
+    async def _drain(self) -> None:
+        """Write what is queued without the background task (never started, or it died)."""
+        while not self._queue.empty():
+            batch: list[TraceDict] = []
+            while not self._queue.empty() and len(batch) < self._batch_size:
+                item = self._queue.get_nowait()
+                if item is not None:
+                    batch.append(item)
+            if batch:
+                await self._flush(batch)
+
+    async def _flush(self, batch: list[TraceDict]) -> None:
+        log = self._log
+        for attempt in range(1, self._attempts + 1):
+            try:
+                written = await asyncio.to_thread(self._store.write_many, batch)
+            except Exception as exc:  # one failing batch must not stop the writer
+                last = attempt == self._attempts
+                log.warning(
+                    "writing %d traces failed (attempt %d of %d): %s; %s",
+                    len(batch),
+                    attempt,
+                    self._attempts,
+                    exc,
+                    "writing them one by one" if last else "retrying",
+                    exc_info=last,
+                )
+                if last:
+                    break
+                self._stats.retries += 1
+                await asyncio.sleep(self._backoff * 2 ** (attempt - 1))
+            else:
+                self._count(len(batch), written)
+                return
+        await self._write_one_by_one(batch)
+
+    async def _write_one_by_one(self, batch: list[TraceDict]) -> None:
+        log = self._log
+        for item in batch:
+            try:
+                written = await asyncio.to_thread(self._store.write_many, [item])
+            except Exception:  # counted and logged with the trace id: never a silent drop
+                self._stats.failed += 1
+                log.exception(
+                    "trace %s (feature %s) could not be stored and is lost",
+                    item.get("id"),
+                    item.get("feature"),
+                )
+            else:
+                self._count(1, written)
+
+    def _count(self, size: int, written: int) -> None:
+        self._stats.batches += 1
+        self._stats.written += written
+        self._stats.duplicates += size - written

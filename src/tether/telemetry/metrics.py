@@ -1,0 +1,273 @@
+"""Prometheus metrics for ``/metrics``, updated from each finished trace.
+
+==================================  =========  =============================================
+metric                              type       labels
+==================================  =========  =============================================
+tether_requests_total               counter    feature, variant, status (ok/degraded/error)
+tether_errors_total                 counter    feature, reason (calls that took the failure
+                                               path or failed)
+tether_request_duration_seconds     histogram  feature
+tether_attempt_duration_seconds     histogram  model, status (ok/error)
+tether_upstream_errors_total        counter    model, error_type
+tether_tokens_total                 counter    feature, model, type (input/output)
+tether_cost_usd_total               counter    feature, model
+tether_fallbacks_total              counter    feature, from, to
+tether_retries_total                counter    model
+tether_gateway_overhead_seconds     histogram  (none): call time not spent upstream or in a
+                                               designed wait (retry backoff, breaker wait)
+tether_breaker_state                gauge      upstream: 0 closed, 1 half-open, 2 open
+tether_trace_queue_depth            gauge      traces waiting for the trace writer
+tether_trace_queue_full_total       counter    times a request waited for room in the queue
+==================================  =========  =============================================
+
+Everything lives in the instance's own ``CollectorRegistry`` (never the process default), so
+several instances (tests, several apps in one process) do not collide. Breaker state and queue
+depth are read when ``/metrics`` is scraped, from the objects given to :meth:`watch`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from typing import Protocol
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+from prometheus_client.metrics_core import Metric
+
+from tether.telemetry.trace import Trace
+
+# fmt: off
+LATENCY_BUCKETS = (
+    0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64,
+    1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
+)
+OVERHEAD_BUCKETS = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+    0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+)
+# fmt: on
+
+logger = logging.getLogger("tether.telemetry.metrics")
+
+
+def breaker_state_value(state: str) -> int:
+    """0 closed, 1 half-open, 2 open (an unknown state reads as open: the safe side)."""
+    match state:
+        case "closed":
+            return 0
+        case "half_open":
+            return 1
+        case _:
+            return 2
+
+
+class HasState(Protocol):
+    @property
+    def state(self) -> str: ...
+
+
+class HasBreakers(Protocol):
+    """What the breaker gauge reads (``UpstreamHealth`` has it)."""
+
+    @property
+    def breakers(self) -> Mapping[str, HasState]: ...
+
+
+class QueueStats(Protocol):
+    """What the queue gauges read (``TraceWriter.stats`` has it)."""
+
+    @property
+    def depth(self) -> int: ...
+
+    @property
+    def queue_full(self) -> int: ...
+
+
+class _Watched:
+    """Read at scrape time: breaker states and trace-queue stats."""
+
+    def __init__(self) -> None:
+        self.health: HasBreakers | None = None
+        self.queue: Callable[[], QueueStats] | None = None
+
+    def collect(self) -> Iterable[Metric]:
+        if self.health is not None:
+            yield self._breakers(self.health)
+        if self.queue is not None:
+            yield from self._queue(self.queue)
+
+    @staticmethod
+    def _breakers(health: HasBreakers) -> Metric:
+        gauge = GaugeMetricFamily(
+            "tether_breaker_state",
+            "Circuit breaker state per upstream: 0 closed, 1 half-open, 2 open.",
+            labels=["upstream"],
+        )
+        for upstream, breaker in sorted(dict(health.breakers).items()):
+            gauge.add_metric([upstream], breaker_state_value(breaker.state))
+        return gauge
+
+    @staticmethod
+    def _queue(read: Callable[[], QueueStats]) -> Iterable[Metric]:
+        try:
+            stats = read()
+        except Exception:  # a broken callback must not take /metrics down
+            logger.exception("could not read the trace queue stats")
+            return
+        yield GaugeMetricFamily(
+            "tether_trace_queue_depth", "Traces waiting for the trace writer.", value=stats.depth
+        )
+        yield CounterMetricFamily(
+            "tether_trace_queue_full",
+            "Times a request waited because the trace queue was full.",
+            value=stats.queue_full,
+        )
+
+
+class PrometheusMetrics:
+    """A :class:`~tether.telemetry.sink.TraceSink` that keeps Prometheus metrics.
+
+    ``write`` (or ``record``) updates counters in memory (no I/O, tens of microseconds);
+    :meth:`render` returns the text exposition for ``/metrics`` (serve it with
+    :attr:`content_type`).
+    """
+
+    content_type = CONTENT_TYPE_PLAIN_0_0_4  # what render() writes; every Prometheus reads it
+
+    def __init__(
+        self,
+        *,
+        health: HasBreakers | None = None,
+        queue: Callable[[], QueueStats] | None = None,
+    ) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        self._watched = _Watched()
+        self.registry.register(self._watched)
+        self.watch(health=health, queue=queue)
+        r = self.registry
+        self.requests = Counter(
+            "tether_requests", "Calls by outcome.", ["feature", "variant", "status"], registry=r
+        )
+        self.errors = Counter(
+            "tether_errors",
+            "Calls that failed or degraded, by reason.",
+            ["feature", "reason"],
+            registry=r,
+        )
+        self.request_duration = Histogram(
+            "tether_request_duration_seconds",
+            "Call latency, end to end.",
+            ["feature"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.attempt_duration = Histogram(
+            "tether_attempt_duration_seconds",
+            "Upstream attempt latency.",
+            ["model", "status"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.upstream_errors = Counter(
+            "tether_upstream_errors",
+            "Failed upstream attempts by error type.",
+            ["model", "error_type"],
+            registry=r,
+        )
+        self.tokens = Counter(
+            "tether_tokens", "Tokens used.", ["feature", "model", "type"], registry=r
+        )
+        self.cost = Counter(
+            "tether_cost_usd", "Spend in US dollars.", ["feature", "model"], registry=r
+        )
+        self.fallbacks = Counter(
+            "tether_fallbacks",
+            "Moves down a fallback chain.",
+            ["feature", "from", "to"],
+            registry=r,
+        )
+        self.retries = Counter("tether_retries", "Retries of an upstream.", ["model"], registry=r)
+        self.overhead = Histogram(
+            "tether_gateway_overhead_seconds",
+            "Call time spent in tether itself: latency minus upstream attempts and designed "
+            "waits (retry backoff, breaker wait).",
+            buckets=OVERHEAD_BUCKETS,
+            registry=r,
+        )
+
+    def watch(
+        self,
+        *,
+        health: HasBreakers | None = None,
+        queue: Callable[[], QueueStats] | None = None,
+    ) -> None:
+        """Report breaker states from ``health`` (an ``UpstreamHealth``) and the trace queue
+        from ``queue`` (e.g. ``lambda: writer.stats``); read at each scrape."""
+        if health is not None:
+            self._watched.health = health
+        if queue is not None:
+            self._watched.queue = queue
+
+    async def write(self, trace: Trace) -> None:
+        """The :class:`~tether.telemetry.sink.TraceSink` method: same as :meth:`record`."""
+        self.record(trace)
+
+    def record(self, trace: Trace) -> None:
+        """Update the metrics from a finished call (in memory; never raises)."""
+        try:
+            self._record(trace)
+        except Exception:
+            logger.exception("could not record metrics for trace %s; skipped", trace.id)
+
+    def _record(self, trace: Trace) -> None:
+        feature = trace.feature
+        self.requests.labels(feature, trace.variant, trace.status).inc()
+        if trace.status != "ok":
+            self.errors.labels(feature, trace.reason or trace.status).inc()
+        self.request_duration.labels(feature).observe(trace.latency_ms / 1000.0)
+        upstream_ms = 0.0
+        for attempt in trace.attempts:
+            failed = attempt.status == "error" or attempt.error_class is not None
+            duration_ms = max(0.0, attempt.duration_ms)
+            upstream_ms += duration_ms
+            self.attempt_duration.labels(attempt.model, "error" if failed else "ok").observe(
+                duration_ms / 1000.0
+            )
+            if failed:
+                self.upstream_errors.labels(attempt.model, attempt.error_class or "error").inc()
+            for kind, count in (
+                ("input", attempt.usage.input_tokens),
+                ("output", attempt.usage.output_tokens),
+            ):
+                if count:
+                    self.tokens.labels(feature, attempt.model, kind).inc(count)
+            if attempt.cost_usd:
+                self.cost.labels(feature, attempt.model).inc(attempt.cost_usd)
+        waited_ms = self._decisions(trace)
+        overhead_ms = trace.latency_ms - upstream_ms - waited_ms
+        self.overhead.observe(max(0.0, overhead_ms) / 1000.0)
+
+    def _decisions(self, trace: Trace) -> float:
+        """Count fallbacks and retries; return the milliseconds spent in designed waits."""
+        waited_ms = 0.0
+        for event in trace.events:
+            data = event.data
+            if event.kind == "fallback":
+                frm, to = str(data.get("frm", "")), str(data.get("to", ""))
+                self.fallbacks.labels(trace.feature, frm, to).inc()
+            elif event.kind == "retry":
+                self.retries.labels(str(data.get("model", ""))).inc()
+                waited_ms += _seconds(data.get("delay_s")) * 1000.0
+            elif event.kind == "breaker_wait":
+                waited_ms += _seconds(data.get("wait_s")) * 1000.0
+        return waited_ms
+
+    def render(self) -> bytes:
+        """The text exposition format, for ``GET /metrics``."""
+        return generate_latest(self.registry)
+
+
+def _seconds(value: object) -> float:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
