@@ -16,7 +16,7 @@ import os
 import threading
 from collections.abc import AsyncGenerator, Iterator, Mapping
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from tether.config.loader import load_config
 from tether.config.models import TetherConfig, split_model_ref
@@ -29,6 +29,23 @@ from tether.providers.factory import build_provider
 from tether.providers.pricing import PriceTable
 from tether.resilience.chain import UpstreamHealth, build_chain
 from tether.telemetry.sink import FanOut, MemorySink, TraceSink
+
+if TYPE_CHECKING:
+    from tether.telemetry.otel import OtelSink
+
+
+def otel_sink(config: TetherConfig) -> OtelSink | None:
+    """An OpenTelemetry exporter when ``telemetry.otlp_endpoint`` is set (needs tether[otel])."""
+    if not config.telemetry.otlp_endpoint:
+        return None
+    try:
+        from tether.telemetry.otel import OtelSink
+    except ImportError:
+        raise ConfigError(
+            "telemetry.otlp_endpoint is set but OpenTelemetry is not installed: "
+            "pip install 'tether[otel]'"
+        ) from None
+    return OtelSink.from_config(config.telemetry, config)
 
 
 class Tether:
@@ -49,7 +66,11 @@ class Tether:
         self.config = config
         self.traces = MemorySink()
         self.health = UpstreamHealth()
-        self._sink: TraceSink = FanOut(self.traces, sink) if sink is not None else self.traces
+        sinks: list[TraceSink] = [self.traces] if sink is None else [self.traces, sink]
+        self._otel = otel_sink(config)
+        if self._otel is not None:
+            sinks.append(self._otel)
+        self._sink: TraceSink = FanOut(*sinks) if len(sinks) > 1 else self.traces
         self._providers: dict[str, Provider] = dict(providers or {})
         self._prices = prices
         self._pipeline: Pipeline | None = None
@@ -116,6 +137,8 @@ class Tether:
             yield chunk
 
     async def aclose(self) -> None:
+        if self._otel is not None:
+            await asyncio.to_thread(self._otel.shutdown)
         for provider in self._providers.values():
             aclose = getattr(provider, "aclose", None)
             if aclose is not None:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import httpx
 import openai
 import pytest
 
+from tether.testing.otlp import OtlpReceiver, ReceivedSpan
 from tether.testing.upstream import Fault, FaultyUpstream, refused_base_url
 
 from .gateway_server import GatewayProcess
@@ -40,8 +42,16 @@ features:
     model: gone:gpt-4o-mini
     retry: {{max_attempts: 1}}
     on_failure: {{raise: true}}
+  mixed:
+    model: gone:gpt-4o-mini
+    fallbacks: [up:gpt-4o-mini]
+    retry: {{max_attempts: 1}}
+    on_failure: {{respond: "mixed is unavailable"}}
 store:
   url: "sqlite:///traces.db"
+telemetry:
+  otlp_endpoint: "{otlp}"
+  metrics_export_interval_s: 0.5
 """
 
 
@@ -52,12 +62,20 @@ def upstream() -> Iterator[FaultyUpstream]:
 
 
 @pytest.fixture(scope="module")
+def receiver() -> Iterator[OtlpReceiver]:
+    with OtlpReceiver() as otlp:
+        yield otlp
+
+
+@pytest.fixture(scope="module")
 def gateway(
-    tmp_path_factory: pytest.TempPathFactory, upstream: FaultyUpstream
+    tmp_path_factory: pytest.TempPathFactory, upstream: FaultyUpstream, receiver: OtlpReceiver
 ) -> Iterator[GatewayProcess]:
     folder = tmp_path_factory.mktemp("gateway")
     config = folder / "tether.yaml"
-    config.write_text(CONFIG.format(up=upstream.base_url, gone=refused_base_url()))
+    config.write_text(
+        CONFIG.format(up=upstream.base_url, gone=refused_base_url(), otlp=receiver.endpoint)
+    )
     with GatewayProcess(config, env={"TETHER_ADMIN_TOKEN": "admin-secret"}) as gw:
         yield gw
 
@@ -225,7 +243,7 @@ def test_native_run_and_models(gateway: GatewayProcess) -> None:
     assert data["degraded"] is True and data["reason"] == "upstream_error"
     assert run.headers["x-tether-trace-id"] == data["trace_id"]
     models = httpx.get(f"{gateway.base_url}/models").json()
-    assert {m["id"] for m in models["data"]} == {"chat", "local", "down", "strict"}
+    assert {m["id"] for m in models["data"]} == {"chat", "local", "down", "strict", "mixed"}
 
 
 def test_health_admin_and_metrics_auth(gateway: GatewayProcess) -> None:
@@ -242,9 +260,56 @@ def test_health_admin_and_metrics_auth(gateway: GatewayProcess) -> None:
     assert httpx.get(f"{gateway.root}/metrics", headers=admin).status_code == 200
 
 
+def test_spans_and_metrics_reach_an_otlp_receiver(
+    client: openai.OpenAI, receiver: OtlpReceiver
+) -> None:
+    raw = client.chat.completions.with_raw_response.create(
+        model="mixed", messages=[{"role": "user", "content": "Hi"}]
+    )
+    trace_id = raw.headers["x-tether-trace-id"]
+    deadline = time.monotonic() + 10
+    spans: list[ReceivedSpan] = []
+    while len(spans) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+        spans = [s for s in receiver.spans if s.trace_id == trace_id]
+    assert len(spans) == 3, f"spans of trace {trace_id} did not arrive"
+    root = next(s for s in spans if s.parent_span_id is None)
+    assert root.name == "chat gone:gpt-4o-mini" or root.name.startswith("chat ")
+    assert root.attributes["gen_ai.operation.name"] == "chat"
+    assert root.attributes["tether.feature"] == "mixed"
+    assert root.attributes["tether.degraded"] is False
+    assert root.attributes["gen_ai.usage.output_tokens"] > 0
+    assert "tether.fallback" in [e.name for e in root.events]
+    attempts = [s for s in spans if s.parent_span_id == root.span_id]
+    assert [a.attributes["gen_ai.provider.name"] for a in attempts] == ["openai", "openai"]
+    assert attempts[0].status == "ERROR" and attempts[0].attributes["error.type"]
+    assert attempts[1].attributes["gen_ai.request.model"] == "gpt-4o-mini"
+    assert attempts[1].kind == "CLIENT"
+    duration = receiver.wait_for_metric("gen_ai.client.operation.duration", timeout=10)
+    assert duration.unit == "s"
+    tokens = receiver.wait_for_metric("gen_ai.client.token.usage", timeout=10)
+    types = {p.attributes["gen_ai.token.type"] for p in tokens.points}
+    assert types == {"input", "output"}
+
+
+def test_prometheus_metrics_count_calls(client: openai.OpenAI, gateway: GatewayProcess) -> None:
+    client.chat.completions.create(model="mixed", messages=[{"role": "user", "content": "x"}])
+    text = httpx.get(
+        f"{gateway.root}/metrics", headers={"authorization": "Bearer admin-secret"}
+    ).text
+    assert 'tether_requests_total{feature="mixed"' in text
+    assert "tether_fallbacks_total{" in text
+    assert "tether_trace_queue_depth" in text
+    assert 'tether_breaker_state{upstream="gone:gpt-4o-mini"}' in text
+
+
 def test_keys_scope_features(tmp_path: Path, upstream: FaultyUpstream) -> None:
     config = tmp_path / "tether.yaml"
-    config.write_text(CONFIG.format(up=upstream.base_url, gone=refused_base_url()))
+    config.write_text(
+        CONFIG.format(up=upstream.base_url, gone=refused_base_url(), otlp="").replace(
+            'otlp_endpoint: ""', "otlp_endpoint: null"
+        )
+    )
     from .gateway_server import tether_cli
 
     created = tether_cli(

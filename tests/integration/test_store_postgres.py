@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import secrets
-import shutil
 import subprocess
 import sys
 import time
@@ -19,13 +16,10 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from psycopg import sql
 from sqlalchemy import inspect
-from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
 from tether.cli.keys import app as keys_app
@@ -36,74 +30,6 @@ from tether.store.schema import Base
 from tether.store.traces import TraceStore
 from tether.telemetry import Trace
 from tether.types import Usage
-
-POSTGRES_URL = os.environ.get(
-    "TETHER_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
-START_HINT = (
-    "start it with `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start` "
-    "or point TETHER_TEST_POSTGRES_URL at a server"
-)
-
-
-def _admin_connect() -> psycopg.Connection[Any]:
-    url = make_url(POSTGRES_URL)
-    return psycopg.connect(
-        host=url.host or "127.0.0.1",
-        port=url.port or 5432,
-        user=url.username or "postgres",
-        password=url.password or None,
-        dbname=url.database or "test",
-        connect_timeout=3,
-        autocommit=True,
-    )
-
-
-def _problem() -> str | None:
-    try:
-        with _admin_connect() as connection:
-            connection.execute("SELECT 1")
-    except psycopg.OperationalError as exc:
-        return str(exc).strip() or type(exc).__name__
-    return None
-
-
-def _try_to_start() -> None:
-    versions = sorted(os.listdir("/etc/postgresql")) if os.path.isdir("/etc/postgresql") else []
-    if not versions or shutil.which("pg_ctlcluster") is None:
-        return
-    command = ["pg_ctlcluster", "--skip-systemctl-redirect", versions[-1], "main", "start"]
-    subprocess.run(command, check=False, capture_output=True, timeout=60)
-
-
-@pytest.fixture(scope="session")
-def postgres() -> str:
-    problem = _problem()
-    if problem is not None:
-        _try_to_start()
-        deadline = time.monotonic() + 15
-        while problem is not None and time.monotonic() < deadline:
-            time.sleep(0.5)
-            problem = _problem()
-    if problem is not None:
-        pytest.fail(f"PostgreSQL at {POSTGRES_URL} is not reachable ({problem}); {START_HINT}")
-    return POSTGRES_URL
-
-
-@pytest.fixture
-def pg_url(postgres: str) -> Iterator[str]:
-    """A URL whose connections live in a fresh schema, with a non-UTC session time zone."""
-    schema = f"tether_test_{secrets.token_hex(6)}"
-    with _admin_connect() as admin:
-        admin.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-    url = make_url(postgres).update_query_dict(
-        {"options": f"-csearch_path={schema} -ctimezone=Pacific/Auckland"}
-    )
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with _admin_connect() as admin:
-            admin.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
 
 
 @pytest.fixture

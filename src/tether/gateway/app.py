@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -235,7 +234,7 @@ class Routes:
     async def metrics(self, request: Request) -> Response:
         if self.rt.settings.admin_token:
             self.auth.require_admin(request.headers)
-        return Response(self.rt.render_metrics(), media_type="text/plain; version=0.0.4")
+        return Response(self.rt.render_metrics(), media_type=self.rt.metrics.content_type)
 
     async def admin_traces(self, request: Request) -> Response:
         self.auth.require_admin(request.headers)
@@ -304,4 +303,4 @@ def create_app(settings: GatewaySettings, **runtime_options: Any) -> Starlette:
     return app
 
 
-__all__ = ["create_app", "overhead_ms", "time"]
+__all__ = ["create_app", "overhead_ms"]

@@ -18,6 +18,7 @@ from tether.sdk import Tether
 from tether.store.store import Store
 from tether.store.traces import parse_since
 from tether.store.writer import TraceWriter
+from tether.telemetry.metrics import PrometheusMetrics
 from tether.telemetry.sink import FanOut, TraceSink
 
 log = logging.getLogger("tether.gateway")
@@ -63,6 +64,7 @@ class GatewayRuntime:
         self._writer: TraceWriter | None = None
         self._tether: Tether | None = None
         self._auth: Authenticator | None = None
+        self.metrics = PrometheusMetrics()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -71,11 +73,18 @@ class GatewayRuntime:
             self._store = await asyncio.to_thread(
                 Store.open, self.settings.config.store, config_dir=self.settings.config_dir
             )
-        self._writer = self._store.writer()
-        await self._writer.start()
-        sink = FanOut(self._writer, *self._extra_sinks)
-        self._tether = Tether(self.settings.config, providers=self._providers, sink=sink)
-        self._auth = Authenticator(self._store.keys, self.settings.admin_token)
+        writer = self._writer = self._store.writer()
+        await writer.start()
+        sinks: list[TraceSink] = [writer, *self._extra_sinks]
+        if self.settings.config.telemetry.prometheus:
+            sinks.append(self.metrics)
+        self._tether = Tether(self.settings.config, providers=self._providers, sink=FanOut(*sinks))
+        self.metrics.watch(health=self._tether.health, queue=lambda: writer.stats)
+        self._auth = Authenticator(
+            self._store.keys,
+            self.settings.admin_token,
+            cache_ttl_s=self.settings.config.gateway.key_cache_ttl_s,
+        )
         log.info("tether gateway ready: store %s", self._store.url)
 
     async def stop(self) -> None:
@@ -121,7 +130,7 @@ class GatewayRuntime:
         return checks
 
     def render_metrics(self) -> bytes:
-        return b""
+        return self.metrics.render()
 
     def list_traces(self, **filters: Any) -> list[dict[str, Any]]:
         since = filters.pop("since", None)
