@@ -36,7 +36,7 @@ LUA = """\
 wrk.method = "POST"
 wrk.body = '{"model":"%s","messages":[{"role":"user","content":"Say hi"}]}'
 wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer bench-key"
+wrk.headers["Authorization"] = "Bearer sk-bench-key"
 """
 
 
@@ -155,13 +155,14 @@ def start_litellm(
     config.write_text(
         "model_list:\n  - model_name: bench\n    litellm_params:\n"
         f"      model: openai/gpt-4o-mini\n      api_base: {upstream_url}\n      api_key: mock\n"
+        "general_settings:\n  master_key: sk-bench-key\n"
     )
     port = free_port()
     proc = subprocess.Popen(
         [binary, "--config", str(config), "--port", str(port), "--num_workers", "2"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        env={**os.environ, "LITELLM_LOG": "ERROR"},
+        env={**os.environ, "LITELLM_LOG": "ERROR", "LITELLM_LOCAL_MODEL_COST_MAP": "True"},
     )
     wait_ready(f"http://127.0.0.1:{port}/health/liveliness", proc, "litellm")
     return proc, f"http://127.0.0.1:{port}/v1/chat/completions"

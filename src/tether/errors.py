@@ -7,6 +7,7 @@ Every error tether raises is a :class:`TetherError`. The tree::
     ├── InvalidRequest           the caller asked for something malformed
     │   ├── FeatureNotFound      no feature of that name
     │   ├── MissingVariable      the feature's prompt needs a variable the call did not pass
+    │   ├── KeyNotFound          no API key matches the id or prefix given
     │   └── PayloadTooLarge      the request body is over the gateway's limit
     ├── AuthenticationFailed     no API key, or an unknown / revoked one
     ├── PermissionDenied         the key may not call that feature (or that admin surface)
@@ -67,6 +68,12 @@ class MissingVariable(InvalidRequest):
     """The feature's prompt template needs a variable the call did not pass."""
 
     reason = "missing_variable"
+
+
+class KeyNotFound(InvalidRequest):
+    """No API key matches the id or prefix given."""
+
+    reason = "key_not_found"
 
 
 class PayloadTooLarge(InvalidRequest):

@@ -232,6 +232,9 @@ def test_http_level_errors(gateway: GatewayProcess) -> None:
     assert too_big.json()["error"]["code"] == "payload_too_large"
     not_json = httpx.post(url, content=b"{nope")
     assert not_json.status_code == 400 and "not valid JSON" in not_json.json()["error"]["message"]
+    for response in (too_big, not_json):
+        assert len(response.headers["x-tether-trace-id"]) == 32
+        assert float(response.headers["x-tether-overhead-ms"]) >= 0
     run = httpx.post(f"{gateway.base_url}/features/chat/run", json={"variables": {}})
     assert run.status_code == 422 and run.json()["error"]["code"] == "missing_variable"
 

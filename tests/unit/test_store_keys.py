@@ -11,7 +11,8 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from tether.store import KeyNotFound, Store, scope_allows
+from tether.errors import KeyNotFound
+from tether.store import Store, scope_allows
 from tether.store.keys import hash_key, new_key
 from tether.store.schema import KeyRow
 

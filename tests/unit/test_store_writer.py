@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 
-from tether.store import MemorySink, Sink, Store, StoreConfig, TraceWriter
+from tether.store import Store, StoreConfig, TraceWriter
 from tether.store.traces import TraceStore
 from tether.telemetry import Trace
+from tether.telemetry.sink import MemorySink, TraceSink
 
 
 class SlowStore:
@@ -203,6 +204,6 @@ async def test_sinks(store: Store) -> None:
     sink = MemorySink()
     trace = finished()
     await sink.write(trace)
-    assert sink.traces == [trace]
-    assert isinstance(sink, Sink)
-    assert isinstance(store.writer(), Sink)
+    assert list(sink.traces) == [trace]
+    assert isinstance(sink, TraceSink)
+    assert isinstance(store.writer(), TraceSink)

@@ -24,7 +24,8 @@ from tether.cli.traces import (
     print_json,
 )
 from tether.config import TetherConfig
-from tether.store.keys import ApiKey, KeyNotFound
+from tether.errors import KeyNotFound
+from tether.store.keys import ApiKey
 
 app = typer.Typer(
     help="Create, list and revoke gateway API keys.",

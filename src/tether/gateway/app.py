@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -32,7 +33,7 @@ from tether.gateway.auth import Authenticator
 from tether.gateway.errors import envelope, internal_envelope
 from tether.gateway.runtime import GatewayRuntime, GatewaySettings
 from tether.pipeline.result import Result, StreamChunk
-from tether.telemetry.trace import Trace
+from tether.telemetry.trace import Trace, new_trace_id
 
 log = logging.getLogger("tether.gateway")
 Handler = Callable[[Request], Awaitable[Response]]
@@ -55,25 +56,39 @@ def tether_headers(trace: Trace, degraded: bool, reason: str | None) -> dict[str
     return headers
 
 
-def error_response(error: TetherError, trace_id: str | None = None) -> JSONResponse:
+def error_response(error: TetherError, trace: Trace | None = None) -> JSONResponse:
     status, body = envelope(error)
-    headers = {"x-tether-trace-id": trace_id} if trace_id else None
+    trace_id = trace.id if trace is not None else None
+    headers = tether_headers(trace, False, None) if trace is not None else None
     if status == 500:
         log.error("internal error (trace %s): %s", trace_id, error)
     return JSONResponse(body, status_code=status, headers=headers)
 
 
 def guarded(handler: Handler) -> Handler:
-    """Every tether error becomes the OpenAI envelope; anything else is a logged 500."""
+    """Every tether error becomes the OpenAI envelope; anything else is a logged 500. Every
+    response carries ``x-tether-trace-id`` and ``x-tether-overhead-ms`` (a request that never
+    reached the pipeline gets a fresh id and its whole handling time as overhead)."""
 
     async def wrapped(request: Request) -> Response:
+        started = time.perf_counter()
         try:
-            return await handler(request)
+            response = await handler(request)
         except TetherError as exc:
-            return error_response(exc)
+            response = error_response(exc)
         except Exception:
-            log.exception("unhandled error in %s %s", request.method, request.url.path)
-            return JSONResponse(internal_envelope(None), status_code=500)
+            trace_id = new_trace_id()
+            log.exception(
+                "unhandled error in %s %s (trace %s)", request.method, request.url.path, trace_id
+            )
+            response = JSONResponse(internal_envelope(trace_id), status_code=500)
+            response.headers["x-tether-trace-id"] = trace_id
+        if "x-tether-trace-id" not in response.headers:
+            response.headers["x-tether-trace-id"] = new_trace_id()
+        if "x-tether-overhead-ms" not in response.headers:
+            elapsed_ms = (time.perf_counter() - started) * 1000.0
+            response.headers["x-tether-overhead-ms"] = f"{elapsed_ms:.3f}"
+        return response
 
     return wrapped
 
@@ -120,7 +135,7 @@ class Routes:
         try:
             result = await pipeline.run(call)
         except TetherError as exc:
-            return error_response(exc, call.trace.id)
+            return error_response(exc, call.trace)
         return JSONResponse(
             wire.completion(result, chat.model),
             headers=tether_headers(call.trace, result.degraded, result.reason),
@@ -134,7 +149,7 @@ class Routes:
         try:
             first = await anext(chunks)
         except TetherError as exc:
-            return error_response(exc, trace.id)
+            return error_response(exc, trace)
         headers = tether_headers(trace, first.degraded, first.reason)
         headers["cache-control"] = "no-cache"
         body = self._sse(first, chunks, trace, model, include_usage)
@@ -215,7 +230,7 @@ class Routes:
         try:
             result: Result = await pipeline.run(call)
         except TetherError as exc:
-            return error_response(exc, call.trace.id)
+            return error_response(exc, call.trace)
         return JSONResponse(
             result.to_dict(), headers=tether_headers(call.trace, result.degraded, result.reason)
         )

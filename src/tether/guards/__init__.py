@@ -4,6 +4,9 @@ The protocol is one method (:class:`Guard`); :class:`GuardRunner` runs a feature
 applies their actions; :class:`GuardsConfig` is the ``guards:`` block of a feature.
 """
 
+# tether.config's models import tether.guards.config: load the config package first, so that
+# importing tether.guards on its own never finds tether.guards.config half-initialised.
+import tether.config  # noqa: F401
 from tether.guards.base import Finding, Guard, GuardAction, GuardContext, Stage, Verdict
 from tether.guards.config import GuardsConfig, GuardSpec, StreamConfig
 from tether.guards.redact import Redactor

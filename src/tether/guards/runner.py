@@ -67,10 +67,17 @@ class GuardOutcome:
     review: bool = False
     value: Any = None
     results: list[GuardResult] = field(default_factory=list)
+    redacted: str | None = None
 
     @property
     def passed(self) -> bool:
         return self.decision == "pass"
+
+    @property
+    def traced_text(self) -> str:
+        """The text a trace may keep: placeholders in, originals not restored (``text`` has
+        the originals the user gave back; ``redacted`` is set whenever they were restored)."""
+        return self.text if self.redacted is None else self.redacted
 
     @property
     def verdicts(self) -> list[Verdict]:
@@ -291,6 +298,7 @@ class GuardRunner:
     def _finish(self, outcome: GuardOutcome, ctx: GuardContext) -> GuardOutcome:
         if outcome.stage != "output" or ctx.redactor is None or not len(ctx.redactor):
             return outcome
+        outcome.redacted = outcome.text
         restored = ctx.redactor.restore(outcome.text)
         if outcome.value is not None:
             outcome.value = ctx.redactor.restore_value(outcome.value)

@@ -8,8 +8,9 @@ already-sent text with every new piece so patterns spanning pieces are seen.
 What a stream cannot do: **re-ask** (the user already saw the beginning) or **fall back** to
 another model. A failing ``reask``/``fallback``/``block`` guard ends the stream with
 :class:`~tether.errors.GuardBlocked`; ``redact`` works mid-stream; ``review``/``log`` record.
-Guards that only make sense on the whole text (``json_schema``) run once, in ``finish``; for a
-feature that needs re-ask, do not stream to the user (buffer, then ``check_output``).
+Guards that only make sense on the whole text (``json_schema``, ``topics``, ``max_length``) run
+once, in ``finish`` (a failing ``log``/``review`` one only records); for a feature that needs
+re-ask, do not stream to the user (buffer, then ``check_output``: the pipeline does this).
 """
 
 from __future__ import annotations
@@ -55,6 +56,11 @@ class GuardedStream:
         """Everything sent so far (after redaction and restoration)."""
         return self.outcome.text
 
+    @property
+    def traced_text(self) -> str:
+        """Everything sent so far with placeholders still in: what a trace may keep."""
+        return self.outcome.traced_text
+
     def feed(self, delta: str) -> str:
         """Add a delta; return the text that may be shown now (possibly empty)."""
         self._pending += delta
@@ -70,8 +76,13 @@ class GuardedStream:
         for bound in self.runner.output:
             if bound.final_only and self.runner.sampled(bound, self.ctx, "output"):
                 verdict = self._check(bound, self._raw)
-                if not verdict.passed:
-                    self._fail(bound, verdict)
+                if verdict.passed:
+                    continue
+                action = bound.spec.effective_action
+                if action in ("log", "review"):
+                    self.outcome.review = self.outcome.review or action == "review"
+                    continue
+                self._fail(bound, verdict)
         return out
 
     async def filter(self, deltas: AsyncIterable[str]) -> AsyncIterator[str]:
@@ -119,6 +130,7 @@ class GuardedStream:
         self._raw_sent += self._pending[:cut]
         self._pending = self._pending[cut:]
         shown = self.redactor.restore(emit)
+        self.outcome.redacted = (self.outcome.redacted or "") + emit
         self.outcome.text += shown
         return shown
 

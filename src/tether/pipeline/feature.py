@@ -1,4 +1,5 @@
-"""A feature compiled for calling: its prompt template and its resilient model chain."""
+"""A feature compiled for calling: its prompt template, its resilient model chain and, when it
+declares any, its guards (a :class:`~tether.guards.GuardRunner`, built once)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from tether.config.models import FeatureConfig
 from tether.errors import ConfigError, MissingVariable
+from tether.guards.runner import GuardRunner
 from tether.providers.base import Model
 from tether.types import Message, ModelRequest
 
@@ -29,6 +31,7 @@ class CompiledFeature:
     model: Model
     _template: Any
     _system: Any
+    guards: GuardRunner | None = None  # None without guards: the unguarded path stays as fast
 
     @classmethod
     def compile(
@@ -42,7 +45,8 @@ class CompiledFeature:
                 f"features.{name}.prompt: the template does not parse ({exc}); "
                 "templates use Jinja2 syntax, e.g. '{{ message }}'"
             ) from None
-        return cls(name, config, model, template, system)
+        guards = None if config.guards.empty else GuardRunner(config.guards)
+        return cls(name, config, model, template, system, guards)
 
     def build_request(self, variables: Mapping[str, Any]) -> ModelRequest:
         """The feature's own prompt: system and template rendered with the call's variables."""

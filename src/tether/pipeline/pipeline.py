@@ -9,6 +9,16 @@
 Pillars that have not landed yet are marked where they plug in. A caller's own mistake (an
 unknown feature, a missing template variable) raises :class:`~tether.errors.InvalidRequest`
 instead of taking the failure path: the failure path is for the system around the model.
+
+Guards (only for a feature that declares them; the unguarded path does not pay for them):
+input guards check each user message before the model call (``block`` -> the failure path with
+reason ``guard_blocked``, ``redact`` -> the model sees placeholders, ``fallback`` -> the chain
+starts at its next model); output guards check the answer (``redact`` rewrites it and restores
+the user's originals, ``reask`` asks the same model again with the validation error,
+``fallback`` asks the next model, ``block`` -> the failure path). ``review`` and ``log`` only
+record. A stream is guarded on the fly (redaction mid-stream, a block ends it with an explicit
+error) unless its output guards may re-ask or fall back: then it is answered in one piece once
+the guards passed. See :mod:`tether.pipeline.guarding` and docs/guards.md.
 """
 
 from __future__ import annotations
@@ -19,7 +29,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from tether.errors import FeatureFailed, FeatureNotFound, ProviderError, TetherError
+from tether.guards import GuardedStream, GuardOutcome
 from tether.pipeline.feature import CompiledFeature
+from tether.pipeline.guarding import CallGuards
 from tether.pipeline.result import Result, StreamChunk
 from tether.providers.base import CallContext
 from tether.telemetry.sink import TraceSink
@@ -84,24 +96,60 @@ class Pipeline:
             await self._finish(call.trace)
 
     async def _run(self, call: Call) -> Result:
-        # input guards, budget reserve and cache plug in here
         ctx = call.context()
+        runner = call.feature.guards
+        outcome: GuardOutcome | None = None
         try:
-            response = await call.feature.model.complete(call.request, ctx)
+            if runner is None:
+                # budget reserve and cache plug in here
+                response = await call.feature.model.complete(call.request, ctx)
+            else:
+                guards = CallGuards(runner, call.feature, call.trace)
+                await guards.check_input(call.request)  # block raises; redact; fallback
+                # budget reserve and cache plug in here
+                response, outcome = await self._guarded_answer(guards, ctx)
         except TetherError as exc:
             return await self._failure_path(call, exc)
-        # output guards, review routing and budget settle plug in here
-        return self._answered(call, response)
+        # review routing and budget settle plug in here
+        return self._answered(call, response, outcome)
 
-    def _answered(self, call: Call, response: ModelResponse) -> Result:
+    async def _guarded_answer(
+        self, guards: CallGuards, ctx: CallContext
+    ) -> tuple[ModelResponse, GuardOutcome]:
+        """Call the model until the output guards pass: a ``reask`` asks the model that answered
+        again with the validation error (at most ``max_reasks`` times, then it blocks), a
+        ``fallback`` asks the next model in the chain; ``block`` raises GuardBlocked. Every
+        model call is an attempt on the trace."""
+        assert guards.request is not None
+        request, position = guards.request, guards.start
+        while True:
+            response = await guards.model_at(position).complete(request, ctx)
+            outcome = await guards.check_output(response)
+            if outcome.decision == "reask":
+                position, request = ctx.chain_position, guards.reask(response.text, outcome)
+            elif outcome.decision == "fallback":
+                position = guards.fallback(outcome, ctx.chain_position)
+                request = guards.request
+            else:
+                outcome.raise_for_decision()
+                return response, outcome
+
+    def _answered(
+        self, call: Call, response: ModelResponse, outcome: GuardOutcome | None = None
+    ) -> Result:
+        """The model's answer, as the output guards left it (the trace keeps placeholders)."""
         trace = call.trace
         trace.status = "ok"
-        trace.output = response.text
+        output = response.text if outcome is None else outcome.text
+        trace.output = response.text if outcome is None else outcome.traced_text
         answered = [a for a in trace.attempts if a.status == "ok"]
         trace.model = answered[-1].model if answered else f"{response.provider}:{response.model}"
-        return self._result(
-            call, response.text, trace.model, response.finish_reason, response.tool_calls
+        result = self._result(
+            call, output, trace.model, response.finish_reason, response.tool_calls
         )
+        if outcome is not None:
+            result.value = outcome.value
+        return result
 
     async def _failure_path(self, call: Call, error: TetherError) -> Result:
         """The feature's designed answer for when the model could not give one."""
@@ -181,27 +229,59 @@ class Pipeline:
             await self._finish(call.trace)
 
     async def _stream(self, call: Call) -> AsyncIterator[StreamChunk]:
-        # input guards, budget reserve and cache plug in here
         ctx = call.context()
-        parts: list[str] = []
-        tools: list[ToolCallDelta] = []
-        last = ModelChunk()
-        source = call.feature.model.stream(call.request, ctx)
-        try:
-            async for chunk in source:
-                # output guards on overlapping windows plug in here
-                if chunk.has_content:
-                    parts.append(chunk.text)
-                    tools.extend(chunk.tool_calls or [])
-                    yield StreamChunk(text=chunk.text, tool_calls=chunk.tool_calls)
-                if chunk.finish_reason is not None or chunk.usage is not None:
-                    last = chunk
-        except TetherError as exc:
-            if not parts and not tools:
+        runner = call.feature.guards
+        model, request, shield = call.feature.model, call.request, None
+        if runner is not None:
+            guards = CallGuards(runner, call.feature, call.trace)
+            try:
+                request = await guards.check_input(call.request)  # before the stream starts
+                model = guards.model_at(guards.start)
+            except TetherError as exc:
                 async for piece in self._stream_failure(call, exc):
                     yield piece
                 return
-            yield self._interrupted(call, exc, "".join(parts))
+            if guards.whole_answer:  # re-ask / fallback / whole-text guards: one piece
+                async for piece in self._stream_whole(call, guards, ctx):
+                    yield piece
+                return
+            shield = guards.output_stream()
+        # budget reserve and cache plug in here
+        async for piece in self._relay(call, model.stream(request, ctx), shield):
+            yield piece
+
+    async def _relay(
+        self, call: Call, source: AsyncIterator[ModelChunk], shield: GuardedStream | None
+    ) -> AsyncIterator[StreamChunk]:
+        """Hand the model's deltas on, through the output guards' stream when there is one
+        (it holds back a tail, redacts, and raises GuardBlocked on a blocking verdict)."""
+        parts: list[str] = []
+        tools: list[ToolCallDelta] = []
+        sent = False
+        last = ModelChunk()
+        try:
+            async for chunk in source:
+                if chunk.has_content:
+                    parts.append(chunk.text)
+                    tools.extend(chunk.tool_calls or [])
+                    text = chunk.text if shield is None else shield.feed(chunk.text)
+                    if text or chunk.tool_calls:
+                        sent = True
+                        yield StreamChunk(text=text, tool_calls=chunk.tool_calls)
+                if chunk.finish_reason is not None or chunk.usage is not None:
+                    last = chunk
+            tail = shield.finish() if shield is not None else ""
+            if tail:
+                sent = True
+                yield StreamChunk(text=tail)
+        except TetherError as exc:
+            if not sent:
+                async for piece in self._stream_failure(call, exc):
+                    yield piece
+                return
+            shown = "".join(parts) if shield is None else shield.text
+            traced = shown if shield is None else shield.traced_text
+            yield self._interrupted(call, exc, shown, traced)
             return
         response = ModelResponse(
             "".join(parts),
@@ -210,7 +290,26 @@ class Pipeline:
             last.provider,
             finish_reason=last.finish_reason,
         )
-        result = self._answered(call, response)
+        result = self._answered(call, response, None if shield is None else shield.outcome)
+        yield StreamChunk(done=True, result=result)
+
+    async def _stream_whole(
+        self, call: Call, guards: CallGuards, ctx: CallContext
+    ) -> AsyncIterator[StreamChunk]:
+        """Output guards that may re-ask or fall back, or judge only the whole text, see the
+        whole answer before the caller sees any of it: the answer comes in one piece."""
+        try:
+            response, outcome = await self._guarded_answer(guards, ctx)
+        except TetherError as exc:
+            async for piece in self._stream_failure(call, exc):
+                yield piece
+            return
+        result = self._answered(call, response, outcome)
+        tools = [
+            ToolCallDelta(i, t.id, t.name, t.arguments)
+            for i, t in enumerate(response.tool_calls or [])
+        ]
+        yield StreamChunk(text=result.output, tool_calls=tools or None)
         yield StreamChunk(done=True, result=result)
 
     async def _stream_failure(self, call: Call, error: TetherError) -> AsyncIterator[StreamChunk]:
@@ -236,12 +335,15 @@ class Pipeline:
         yield StreamChunk(text=result.output, degraded=True, reason=result.reason)
         yield StreamChunk(done=True, result=result, degraded=True, reason=result.reason)
 
-    def _interrupted(self, call: Call, error: TetherError, partial: str) -> StreamChunk:
-        """A stream that broke after content reached the caller: say so explicitly."""
+    def _interrupted(
+        self, call: Call, error: TetherError, partial: str, traced: str
+    ) -> StreamChunk:
+        """A stream that broke (or a guard stopped) after content reached the caller: say so
+        explicitly. ``traced`` is ``partial`` with placeholders still in, for the trace."""
         trace = call.trace
         reason = "stream_interrupted" if isinstance(error, ProviderError) else error.reason
         trace.event("stream_interrupted", error=str(error), chars_sent=len(partial))
-        trace.output = partial
+        trace.output = traced
         trace.model = trace.attempts[-1].model if trace.attempts else None
         result = self._result(call, partial, trace.model, None, None)
         self._degrade(trace, result, reason)

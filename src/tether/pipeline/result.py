@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import BaseModel
+
 from tether.telemetry.trace import Trace
 from tether.types import ToolCall, ToolCallDelta, Usage
 
@@ -17,6 +19,8 @@ class Result:
     ``degraded`` is true when the answer is not a model's normal answer (the failure path
     answered, or a stream broke); ``reason`` then says why in a stable machine-readable word.
     ``model`` names the upstream that answered (None when the static failure response did).
+    ``value`` is the typed answer an output guard produced (``json_schema``: the parsed JSON,
+    or the pydantic model instance), else None.
     """
 
     output: str
@@ -31,6 +35,7 @@ class Result:
     model: str | None = None
     finish_reason: str | None = None
     tool_calls: list[ToolCall] | None = None
+    value: Any = None
     trace: Trace | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -48,6 +53,9 @@ class Result:
             "model": self.model,
             "finish_reason": self.finish_reason,
         }
+        if self.value is not None:
+            value = self.value
+            data["value"] = value.model_dump(mode="json") if isinstance(value, BaseModel) else value
         if self.tool_calls:
             data["tool_calls"] = [
                 {"id": t.id, "type": t.type, "name": t.name, "arguments": t.arguments}

@@ -1,26 +1,35 @@
 """HTTP plumbing the OpenAI and Anthropic providers share.
 
-One pooled ``httpx.AsyncClient`` per provider; every transport failure, bad status, wrong content
-type or malformed body becomes a :class:`~tether.errors.ProviderError` that names the provider,
-the model and the status code, and says what to do next. Server-sent events are parsed here too.
+One pooled ``aiohttp.ClientSession`` per provider, opened on first use inside the running event
+loop (providers are often built before a loop exists) and closed by ``aclose()``. Every transport
+failure, bad status, wrong content type or malformed body becomes a
+:class:`~tether.errors.ProviderError` that names the provider, the model and the status code, and
+says what to do next. Server-sent events are parsed here too, from bytes split anywhere.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import email.utils
 import json
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import httpx
+import aiohttp
 
 from tether.errors import ProviderError, RateLimited, Timeout, UpstreamError
 from tether.providers.base import CallContext
 
 _SNIPPET = 200
+#: The longest server-sent-event line (and event) accepted; longer ones are refused, not buffered.
+MAX_EVENT_BYTES = 1 << 20
+#: How long an idle pooled connection is kept (httpx's default; servers such as uvicorn close
+#: idle connections after 5 s, so keeping them longer only risks reusing a closing one).
+KEEPALIVE_S = 5.0
+_TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,30 +143,38 @@ def status_error(
     )
 
 
-def transport_error(target: Target, exc: httpx.HTTPError) -> ProviderError:
+def transport_error(target: Target, exc: BaseException) -> ProviderError:
     """The error for a failure below HTTP: timeouts, refused or broken connections."""
     p, m = target.provider, target.model
-    if isinstance(exc, httpx.ConnectTimeout):
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
         return Timeout(
             f"{target.name}: connecting to {target.url} timed out. Check that the host is "
             "reachable, or raise connect_timeout_s.",
             provider=p,
             model=m,
         )
-    if isinstance(exc, httpx.TimeoutException):
+    if isinstance(exc, asyncio.TimeoutError):
         return Timeout(
             f"{target.name}: no answer from {target.url} in time ({type(exc).__name__}). The "
             "upstream is slow; raise timeout_s or add a fallback model.",
             provider=p,
             model=m,
         )
-    if isinstance(exc, httpx.ConnectError):
+    if isinstance(exc, aiohttp.ClientConnectorError):
         return UpstreamError(
             f"{target.name}: could not connect to {target.url} ({exc or 'connection refused'})."
             f" Check the base_url of provider {target.provider!r} and that the server is up.",
             provider=p,
             model=m,
             retryable=True,
+        )
+    if isinstance(exc, aiohttp.InvalidURL):
+        return UpstreamError(
+            f"{target.name}: {target.url} is not a usable URL ({exc}). Check the base_url of "
+            f"provider {target.provider!r}.",
+            provider=p,
+            model=m,
+            retryable=False,
         )
     return UpstreamError(
         f"{target.name}: the connection to {target.url} broke ({type(exc).__name__}: "
@@ -182,10 +199,10 @@ def malformed(target: Target, what: str, *, status: int | None = 200) -> Upstrea
 
 
 def check_content_type(
-    target: Target, response: httpx.Response, kind: Literal["json", "sse"]
+    target: Target, status: int, headers: Mapping[str, str], kind: Literal["json", "sse"]
 ) -> None:
     """Refuse a 2xx answer whose content type is not JSON / an event stream."""
-    ctype = response.headers.get("content-type", "").split(";")[0].strip().lower()
+    ctype = headers.get("content-type", "").split(";")[0].strip().lower()
     if not ctype:
         return
     ok = ctype == "text/event-stream" if kind == "sse" else ctype.endswith("json")
@@ -194,11 +211,11 @@ def check_content_type(
     expected = "text/event-stream" if kind == "sse" else "application/json"
     raise UpstreamError(
         f"{target.name}: expected {expected} from {target.url} but got {ctype} (HTTP "
-        f"{response.status_code}). base_url probably points at a web page or proxy, not the "
-        "API; check base_url.",
+        f"{status}). base_url probably points at a web page or proxy, not the API; check "
+        "base_url.",
         provider=target.provider,
         model=target.model,
-        status_code=response.status_code,
+        status_code=status,
         retryable=False,
     )
 
@@ -228,37 +245,103 @@ def parse_json_event(target: Target, data: str) -> dict[str, Any]:
     return obj
 
 
-@contextlib.contextmanager
-def mapped_transport_errors(target: Target) -> Iterator[None]:
-    """Turn httpx transport exceptions raised inside the block into tether errors."""
+@dataclass(slots=True)
+class SSEDecoder:
+    """Server-sent events from bytes split at arbitrary boundaries.
+
+    Lines end at ``\\n``, ``\\r\\n`` or ``\\r`` (a ``\\r\\n`` split across two chunks is one
+    line end). A line or an event longer than ``max_bytes`` raises instead of growing without
+    bound. An event cut off by the end of the stream is never emitted.
+    """
+
+    target: Target
+    max_bytes: int = MAX_EVENT_BYTES
+    _partial: list[bytes] = field(default_factory=list)
+    _partial_size: int = 0
+    _skip_lf: bool = False
+    _event: str = ""
+    _data: list[str] = field(default_factory=list)
+    _data_size: int = 0
+
+    def feed(self, chunk: bytes) -> list[SSEEvent]:
+        """The events completed by ``chunk``."""
+        events: list[SSEEvent] = []
+        for line in self._lines(chunk):
+            self._line(line.decode("utf-8", "replace"), events)
+        return events
+
+    def _lines(self, chunk: bytes) -> list[bytes]:
+        if not chunk:
+            return []
+        if self._skip_lf:
+            self._skip_lf = False
+            chunk = chunk[1:] if chunk[:1] == b"\n" else chunk
+        if b"\r" in chunk:
+            self._skip_lf = chunk.endswith(b"\r")
+            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        lines = chunk.split(b"\n")
+        rest = lines.pop()
+        if lines and self._partial:
+            lines[0] = b"".join([*self._partial, lines[0]])
+            self._partial.clear()
+            self._partial_size = 0
+        if rest:
+            self._partial.append(rest)
+            self._partial_size += len(rest)
+        if self._partial_size > self.max_bytes or any(len(ln) > self.max_bytes for ln in lines):
+            raise self._too_big("line")
+        return lines
+
+    def _line(self, line: str, events: list[SSEEvent]) -> None:
+        if not line:
+            if self._data:
+                events.append(SSEEvent(self._event or "message", "\n".join(self._data)))
+            self._event, self._data, self._data_size = "", [], 0
+            return
+        if line.startswith(":"):
+            return
+        name, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if name == "event":
+            self._event = value
+        elif name == "data":
+            self._data.append(value)
+            self._data_size += len(value) + 1
+            if self._data_size > self.max_bytes:
+                raise self._too_big("event")
+
+    def _too_big(self, what: str) -> UpstreamError:
+        return malformed(
+            self.target, f"a stream {what} is longer than {self.max_bytes} bytes; refused"
+        )
+
+
+def _dump_json(value: Any) -> bytes:
+    """Request bodies as compact UTF-8 JSON (NaN refused), byte for byte what httpx sent."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+
+
+async def _read_body(target: Target, response: aiohttp.ClientResponse) -> bytes:
     try:
-        yield
-    except httpx.HTTPError as exc:
+        return await response.read()
+    except _TRANSPORT_ERRORS as exc:
         raise transport_error(target, exc) from exc
 
 
-async def iter_sse(lines: AsyncIterator[str]) -> AsyncIterator[SSEEvent]:
-    """Server-sent events from decoded lines; an event cut off by end of stream is dropped."""
-    event = ""
-    data: list[str] = []
-    async for line in lines:
-        if not line:
-            if data:
-                yield SSEEvent(event or "message", "\n".join(data))
-            event, data = "", []
-            continue
-        if line.startswith(":"):
-            continue
-        field, _, value = line.partition(":")
-        value = value[1:] if value.startswith(" ") else value
-        if field == "event":
-            event = value
-        elif field == "data":
-            data.append(value)
+async def _read_chunk(target: Target, response: aiohttp.ClientResponse) -> bytes:
+    """The next bytes of a streamed body (``b""`` at its end)."""
+    try:
+        return await response.content.readany()
+    except _TRANSPORT_ERRORS as exc:
+        raise transport_error(target, exc) from exc
 
 
 class HTTPClient:
-    """A provider's pooled HTTP client: POST JSON, or POST and read server-sent events."""
+    """A provider's pooled HTTP client: POST JSON, or POST and read server-sent events.
+
+    The session belongs to the event loop that first used it. Used from another loop, it is
+    replaced when its loop is closed, and refused (with what to do) while that loop is alive.
+    """
 
     def __init__(
         self,
@@ -267,63 +350,128 @@ class HTTPClient:
         headers: Mapping[str, str],
         connect_timeout_s: float,
         max_connections: int,
+        max_event_bytes: int = MAX_EVENT_BYTES,
+        provider: str = "",
     ) -> None:
+        self.provider = provider
         self.base_url = base_url.rstrip("/")
         self.connect_timeout_s = connect_timeout_s
-        self._client = httpx.AsyncClient(
-            headers=dict(headers),
-            timeout=httpx.Timeout(None, connect=connect_timeout_s),
-            limits=httpx.Limits(
-                max_connections=max_connections,
-                max_keepalive_connections=max_connections,
-            ),
-        )
+        self.max_connections = max_connections
+        self.max_event_bytes = max_event_bytes
+        self._headers = dict(headers)
+        self._no_deadline = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout_s)
+        self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def url(self, path: str) -> str:
         return self.base_url + path
 
-    def _timeout(self, ctx: CallContext) -> httpx.Timeout:
+    def _timeout(self, ctx: CallContext) -> aiohttp.ClientTimeout:
         """The call's remaining time as a read timeout (connect stays the configured one)."""
         remaining = ctx.remaining()
         if remaining is None:
-            return httpx.Timeout(None, connect=self.connect_timeout_s)
+            return self._no_deadline
         remaining = max(remaining, 0.001)
-        return httpx.Timeout(remaining, connect=min(self.connect_timeout_s, remaining))
+        return aiohttp.ClientTimeout(
+            total=None,
+            sock_connect=min(self.connect_timeout_s, remaining),
+            sock_read=remaining,
+        )
+
+    async def _client(self, target: Target) -> aiohttp.ClientSession:
+        """This loop's session, opened on first use."""
+        loop = asyncio.get_running_loop()
+        session = self._session
+        if session is not None and self._loop is loop:
+            return session
+        if session is not None and self._loop is not None:
+            if not self._loop.is_closed():
+                raise self._wrong_loop(target)
+            await session.close()  # its loop is gone: this only marks it closed
+        connector = aiohttp.TCPConnector(limit=self.max_connections, keepalive_timeout=KEEPALIVE_S)
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            headers=self._headers,
+            timeout=self._no_deadline,
+            json_serialize_bytes=_dump_json,
+            trust_env=True,  # honour HTTP(S)_PROXY / NO_PROXY like httpx did
+        )
+        self._loop = loop
+        return self._session
+
+    def _wrong_loop(self, target: Target) -> ProviderError:
+        return ProviderError(
+            f"{target.name}: this provider's connection pool belongs to another event loop "
+            "that is still open. Build one provider per event loop, or await its aclose() on "
+            "the loop that used it before using it here.",
+            provider=target.provider,
+            model=target.model,
+            retryable=False,
+        )
+
+    async def _post(
+        self, target: Target, body: dict[str, Any], ctx: CallContext
+    ) -> aiohttp.ClientResponse:
+        session = await self._client(target)
+        try:
+            return await session.post(
+                target.url, json=body, timeout=self._timeout(ctx), allow_redirects=False
+            )
+        except _TRANSPORT_ERRORS as exc:
+            raise transport_error(target, exc) from exc
 
     async def post_json(
         self, target: Target, body: dict[str, Any], ctx: CallContext
     ) -> dict[str, Any]:
         """POST ``body`` and return the JSON object answered, or raise a ProviderError."""
-        with mapped_transport_errors(target):
-            response = await self._client.post(target.url, json=body, timeout=self._timeout(ctx))
-        if not 200 <= response.status_code < 300:
-            raise status_error(target, response.status_code, response.headers, response.content)
-        check_content_type(target, response, "json")
-        return parse_json_object(target, response.content)
+        response = await self._post(target, body, ctx)
+        try:
+            content = await _read_body(target, response)
+        finally:
+            response.release()
+        status = response.status
+        if not 200 <= status < 300:
+            raise status_error(target, status, response.headers, content)
+        check_content_type(target, status, response.headers, "json")
+        return parse_json_object(target, content)
 
     async def events(
         self, target: Target, body: dict[str, Any], ctx: CallContext
     ) -> AsyncGenerator[SSEEvent, None]:
         """POST ``body`` and yield the server-sent events answered, or raise a ProviderError.
 
-        Close it (``contextlib.aclosing``) so the connection goes back to the pool.
+        Close it (``contextlib.aclosing``): a stream read to its end returns its connection to
+        the pool; one abandoned early closes it.
         """
-        with mapped_transport_errors(target):
-            request = self._client.build_request(
-                "POST", target.url, json=body, timeout=self._timeout(ctx)
-            )
-            response = await self._client.send(request, stream=True)
-            try:
-                if not 200 <= response.status_code < 300:
-                    await response.aread()
-                    raise status_error(
-                        target, response.status_code, response.headers, response.content
-                    )
-                check_content_type(target, response, "sse")
-                async for event in iter_sse(response.aiter_lines()):
+        response = await self._post(target, body, ctx)
+        try:
+            status = response.status
+            if not 200 <= status < 300:
+                content = await _read_body(target, response)
+                raise status_error(target, status, response.headers, content)
+            check_content_type(target, status, response.headers, "sse")
+            decoder = SSEDecoder(target, self.max_event_bytes)
+            while chunk := await _read_chunk(target, response):
+                for event in decoder.feed(chunk):
                     yield event
-            finally:
-                await response.aclose()
+        finally:
+            response.release()
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        """Close the connection pool (a no-op if it was never opened); safe to call twice."""
+        session, loop = self._session, self._loop
+        if session is None or loop is None:
+            return
+        if loop is asyncio.get_running_loop() or loop.is_closed():
+            self._session = self._loop = None
+            await session.close()
+        elif loop.is_running():  # e.g. the sync wrapper's loop, in its own thread
+            self._session = self._loop = None
+            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(session.close(), loop))
+        else:
+            raise ProviderError(
+                f"provider {self.provider!r}: its connection pool belongs to an event loop that "
+                "is neither running nor closed; await aclose() on that loop.",
+                provider=self.provider,
+                retryable=False,
+            )

@@ -77,6 +77,7 @@ class AnthropicProvider:
             headers=headers,
             connect_timeout_s=config.connect_timeout_s,
             max_connections=config.max_connections,
+            provider=name,
         )
 
     def model(self, name: str) -> AnthropicModel:

@@ -55,6 +55,7 @@ class OpenAIProvider:
             headers=headers,
             connect_timeout_s=config.connect_timeout_s,
             max_connections=config.max_connections,
+            provider=name,
         )
 
     def model(self, name: str) -> OpenAIModel:

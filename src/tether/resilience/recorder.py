@@ -49,6 +49,7 @@ class Recorded:
         attempt.end_ms = ctx.trace.now_ms()
         attempt.usage = response.usage
         attempt.cost_usd = response.cost_usd
+        attempt.response_model = response.model or None
         return response
 
     async def stream(self, request: ModelRequest, ctx: CallContext) -> AsyncIterator[ModelChunk]:
@@ -61,6 +62,8 @@ class Recorded:
                 if chunk.usage is not None:
                     attempt.usage = chunk.usage
                     attempt.cost_usd = chunk.cost_usd
+                if chunk.model:
+                    attempt.response_model = chunk.model
                 yield chunk
         except GeneratorExit:
             attempt.error_class = "Cancelled"

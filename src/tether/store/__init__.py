@@ -15,18 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from tether.store.config import StoreConfig, resolve_url
-    from tether.store.keys import ApiKey, KeyNotFound, KeyStore, scope_allows
-    from tether.store.sink import MemorySink, Sink
+    from tether.store.keys import ApiKey, KeyStore, scope_allows
     from tether.store.store import Store
     from tether.store.traces import TraceStore, parse_since
     from tether.store.writer import TraceWriter, WriterStats
 
 _HOMES = {
     "ApiKey": "keys",
-    "KeyNotFound": "keys",
     "KeyStore": "keys",
-    "MemorySink": "sink",
-    "Sink": "sink",
     "Store": "store",
     "StoreConfig": "config",
     "TraceStore": "traces",
@@ -39,10 +35,7 @@ _HOMES = {
 
 __all__ = [
     "ApiKey",
-    "KeyNotFound",
     "KeyStore",
-    "MemorySink",
-    "Sink",
     "Store",
     "StoreConfig",
     "TraceStore",

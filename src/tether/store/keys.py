@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Engine, or_, select, update
 from sqlalchemy.orm import Session
 
-from tether.errors import InvalidRequest
+from tether.errors import KeyNotFound
 from tether.store.schema import KeyRow
 
 KEY_PREFIX = "tth_"
@@ -81,12 +81,6 @@ def new_key() -> str:
         number, digit = divmod(number, 62)
         digits.append(_ALPHABET[digit])
     return KEY_PREFIX + "".join(digits)
-
-
-class KeyNotFound(InvalidRequest):
-    """No key matches the id or prefix given."""
-
-    reason = "key_not_found"
 
 
 class KeyStore:

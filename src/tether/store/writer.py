@@ -56,7 +56,7 @@ class WriterStats:
 
 
 class TraceWriter:
-    """A :class:`~tether.store.sink.Sink` that stores traces in batches off the request path.
+    """A :class:`~tether.telemetry.sink.TraceSink` storing traces in batches off the request path.
 
     Use ``async with TraceWriter(store) as writer:`` or ``await start()`` … ``await aclose()``.
     """

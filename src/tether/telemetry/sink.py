@@ -5,11 +5,12 @@ A sink may make the caller wait when its queue is full (back-pressure) but never
 from __future__ import annotations
 
 from collections import deque
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from tether.telemetry.trace import Trace
 
 
+@runtime_checkable
 class TraceSink(Protocol):
     async def write(self, trace: Trace) -> None: ...
 

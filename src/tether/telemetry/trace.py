@@ -39,6 +39,7 @@ class Attempt:
     usage: Usage = field(default_factory=Usage)
     cost_usd: float = 0.0
     streamed: bool = False
+    response_model: str | None = None
 
     @property
     def duration_ms(self) -> float:

@@ -47,6 +47,8 @@ class BannedGuard:
 class TopicsGuard:
     """Fails when the text matches none of the allowed keywords or regexes."""
 
+    streaming = "final"  # a stream window may not mention the topic yet: judge the whole text
+
     def __init__(self, options: ListOptions) -> None:
         self._entries = compile_list(options)
 
@@ -60,6 +62,8 @@ class TopicsGuard:
 
 class MaxLengthGuard:
     """Fails above ``max_chars`` characters or about ``max_tokens`` tokens."""
+
+    streaming = "final"  # a stream window is never the whole length: judge the whole text
 
     def __init__(self, options: MaxLengthOptions) -> None:
         self.max_chars = options.max_chars

@@ -1,0 +1,187 @@
+"""The guard steps of the pipeline, so that ``pipeline.py`` stays readable top to bottom.
+
+:class:`CallGuards` is one call's view of its feature's :class:`~tether.guards.GuardRunner`:
+the runner (built once per feature) plus this call's :class:`~tether.guards.GuardContext`
+(trace, redaction map, re-ask count). It decides
+
+* **what input guards check**: the content of every ``user`` message of the request, each
+  checked on its own, after the feature's template was rendered (so ``Q: {{ message }}`` is
+  checked as ``Q: <the message>``). System messages (the feature's own prompt, or a gateway
+  caller's) are the application's, not the user's, and are not checked; neither are assistant
+  and tool messages. Redaction rewrites each user message in place, with one placeholder map
+  for the whole call, so the same e-mail is ``<EMAIL_1>`` in every turn;
+* **where a fallback goes**: :func:`chain_from` is the feature's chain from a position on, so a
+  ``fallback`` verdict skips the model that produced the bad answer (output) or the primary
+  model (input: e.g. keep personal data on the local model that comes second in the chain);
+* **how a re-ask is asked**: the guarded request, the rejected answer as an assistant turn,
+  and the guard's message (the validation error) as a user turn;
+* **whether a stream can be guarded on the fly** (:attr:`CallGuards.whole_answer`): output
+  guards that may re-ask or fall back, or that judge only the whole text (``json_schema``,
+  ``topics``, ``max_length``), need the whole answer before the caller sees any of it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from tether.errors import GuardBlocked
+from tether.guards import GuardContext, GuardedStream, GuardOutcome, GuardRunner
+from tether.pipeline.feature import CompiledFeature
+from tether.providers.base import CallContext, Model
+from tether.resilience.fallback import Fallback
+from tether.resilience.streams import close_quietly
+from tether.telemetry.trace import Trace
+from tether.types import Message, ModelChunk, ModelRequest, ModelResponse
+
+QUIET_ACTIONS = ("log", "review")
+
+
+class CallGuards:
+    """A feature's guards applied to one call."""
+
+    def __init__(self, runner: GuardRunner, feature: CompiledFeature, trace: Trace) -> None:
+        self.runner = runner
+        self.chain = feature.model
+        self.trace = trace
+        self.ctx = GuardContext(feature=feature.name, trace=trace)
+        self.request: ModelRequest | None = None  # what the model is asked, after input guards
+        self.start = 0  # the chain position the first model call starts at
+
+    # ------------------------------------------------------------------ input
+
+    async def check_input(self, request: ModelRequest) -> ModelRequest:
+        """Run the input guards over each user message; return the request the model may see.
+
+        ``block`` raises :class:`GuardBlocked`; ``redact`` puts placeholders in the messages;
+        ``fallback`` makes the call start at the chain's next model; ``review``/``log`` only
+        record (the runner puts every verdict on the trace)."""
+        system = [m.content for m in request.messages if m.role == "system" and m.content]
+        self.ctx.system_prompt = "\n".join(system) or None
+        messages = list(request.messages)
+        fallback: GuardOutcome | None = None
+        redacted = False
+        for i, message in enumerate(messages):
+            if message.role != "user" or not message.content:
+                continue
+            outcome = await self.runner.acheck_input(message.content, self.ctx)
+            outcome.raise_for_decision()
+            if outcome.decision == "fallback" and fallback is None:
+                fallback = outcome
+            if outcome.text != message.content:
+                messages[i] = dataclasses.replace(message, content=outcome.text)
+                redacted = True
+        if redacted:
+            request = dataclasses.replace(request, messages=messages)
+        self.request = request
+        if fallback is not None:
+            self.start = self.fallback(fallback, 0)
+        return request
+
+    # ------------------------------------------------------------------ model
+
+    def model_at(self, position: int) -> Model:
+        model = chain_from(self.chain, position)
+        if model is None:  # fallback() checked it; a bare model has only position 0
+            raise GuardBlocked(f"no model at position {position} of the chain")
+        return model
+
+    def fallback(self, outcome: GuardOutcome, position: int) -> int:
+        """The chain position after ``position``; GuardBlocked when the chain ends there."""
+        names = chain_names(self.chain)
+        following = position + 1
+        if following >= len(names):
+            raise GuardBlocked(
+                f"{outcome.stage} guard {outcome.guard}: {outcome.reason} (its action is "
+                f"fallback, and {names[min(position, len(names) - 1)]} is the last model in the "
+                "chain; add one under fallbacks)"
+            )
+        self.trace.event(
+            "fallback",
+            frm=names[position],
+            to=names[following],
+            reason="guard_fallback",
+            guard=outcome.guard,
+            stage=outcome.stage,
+        )
+        return following
+
+    def reask(self, answer: str, outcome: GuardOutcome) -> ModelRequest:
+        """The guarded request, the rejected answer, and what was wrong with it."""
+        assert self.request is not None and outcome.reask_message is not None
+        self.ctx.reasks += 1
+        self.trace.event(
+            "reask", guard=outcome.guard, number=self.ctx.reasks, reason=outcome.reason
+        )
+        messages = [
+            *self.request.messages,
+            Message("assistant", answer),
+            Message("user", outcome.reask_message),
+        ]
+        return dataclasses.replace(self.request, messages=messages)
+
+    # ------------------------------------------------------------------ output
+
+    async def check_output(self, response: ModelResponse) -> GuardOutcome:
+        """The output guards' decision on an answer; its ``text`` has the originals back."""
+        return await self.runner.acheck_output(response.text, self.ctx)
+
+    @property
+    def whole_answer(self) -> bool:
+        """Whether the output guards must see the whole answer before the caller sees any."""
+        return any(
+            bound.spec.effective_action in ("reask", "fallback")
+            or (bound.final_only and bound.spec.effective_action not in QUIET_ACTIONS)
+            for bound in self.runner.output
+        )
+
+    def output_stream(self) -> GuardedStream | None:
+        """Output guards on the fly (and placeholders restored), or None when nothing to do."""
+        redactor = self.ctx.redactor
+        if self.runner.output or (redactor is not None and len(redactor)):
+            return self.runner.stream(self.ctx)
+        return None
+
+
+# ---------------------------------------------------------------- the chain from a position
+
+
+def chain_names(chain: Model) -> list[str]:
+    models = chain.models if isinstance(chain, Fallback) else [chain]
+    return [m.name for m in models]
+
+
+def chain_from(chain: Model, position: int) -> Model | None:
+    """The feature's chain from ``position`` on (None past its end). The models keep their
+    position on the trace's attempts."""
+    if position == 0:
+        return chain
+    if not isinstance(chain, Fallback) or position >= len(chain.models):
+        return None
+    return Fallback([AtPosition(m, i) for i, m in enumerate(chain.models) if i >= position])
+
+
+@dataclass(slots=True)
+class AtPosition:
+    """A chain member reached by skipping the ones before it: attempts keep its position."""
+
+    inner: Model
+    position: int
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    async def complete(self, request: ModelRequest, ctx: CallContext) -> ModelResponse:
+        ctx.chain_position = self.position
+        return await self.inner.complete(request, ctx)
+
+    async def stream(self, request: ModelRequest, ctx: CallContext) -> AsyncIterator[ModelChunk]:
+        ctx.chain_position = self.position
+        source = self.inner.stream(request, ctx)
+        try:
+            async for chunk in source:
+                yield chunk
+        finally:
+            await close_quietly(source)
