@@ -133,8 +133,12 @@ class Tether:
         """Call a feature and yield its answer as it is produced; the last chunk is ``done``
         and carries the Result (with ``error`` set if the stream broke mid-answer)."""
         call = self.pipeline.start(feature, variables, user=user, metadata=metadata)
-        async for chunk in self.pipeline.stream(call):
-            yield chunk
+        chunks = self.pipeline.stream(call)
+        try:
+            async for chunk in chunks:
+                yield chunk
+        finally:
+            await chunks.aclose()  # stopping early closes the model's stream and ends the trace
 
     async def aclose(self) -> None:
         if self._otel is not None:

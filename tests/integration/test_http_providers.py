@@ -11,18 +11,28 @@ import asyncio
 import email.utils
 import json
 import socket
+import ssl
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any, cast
 
 import httpx
 import openai
 import pytest
+from pydantic import SecretStr
 
 from tether.config.models import AnthropicProviderConfig, OpenAIProviderConfig
 from tether.errors import ProviderError, RateLimited, Timeout, UpstreamError
-from tether.providers._http import parse_retry_after
+from tether.providers._http import (
+    SSEDecoder,
+    SSEEvent,
+    Target,
+    env_proxy,
+    parse_retry_after,
+    tls_context,
+)
 from tether.providers.anthropic import AnthropicProvider
 from tether.providers.base import CallContext, Model
 from tether.providers.openai import OpenAIProvider
@@ -63,6 +73,7 @@ def upstream(server: FaultyUpstream) -> FaultyUpstream:
     server.usage = None
     server.retry_after = 1
     server.latency_ms = 0.0
+    server.chunk_delay_s = 0.0
     return server
 
 
@@ -262,6 +273,7 @@ async def test_openai_wire_format(upstream: FaultyUpstream, make_model: MakeMode
     sent = upstream.last_request
     assert sent is not None and sent.path == "/v1/chat/completions"
     assert sent.headers["authorization"] == "Bearer sk-test"
+    assert sent.headers["content-type"] == "application/json"
     body = sent.json()
     assert body["model"] == "gpt-4o-mini"
     assert body["stream"] is True and body["stream_options"] == {"include_usage": True}
@@ -592,6 +604,187 @@ async def test_server_survives_garbage_and_routes_unknown_paths(
         models = await client.get(upstream.base_url + "/models")
     assert missing.status_code == 404 and models.json()["object"] == "list"
     assert (await call(make_model("openai"), "complete")).text
+
+
+# ---------------------------------------------------------------- transport: pool, loops, framing
+
+
+def make_provider(base_url: str) -> OpenAIProvider:
+    config = OpenAIProviderConfig(kind="openai", base_url=base_url, api_key=SecretStr("sk-test"))
+    return OpenAIProvider(config, "openai", PriceTable.load())
+
+
+async def test_64_concurrent_calls_share_the_pool_without_queueing(
+    upstream: FaultyUpstream, make_model: MakeModel
+) -> None:
+    upstream.latency_ms = 20
+    model = make_model("openai")
+    request = simple_request()
+
+    async def worker() -> None:
+        for _ in range(10):
+            assert (await model.complete(request, ctx())).text
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(64)))
+    elapsed = time.perf_counter() - started
+    # 10 rounds of 20 ms: 0.2 s if nothing queues (0.3 s measured); the old httpx pool took 5 s
+    assert elapsed < 3.0
+    assert upstream.requests == 640
+    assert upstream.connections <= 64  # kept alive and reused, never one per call
+
+
+@pytest.mark.parametrize("kind", DIALECTS)
+async def test_abandoned_stream_closes_its_connection(
+    kind: str, upstream: FaultyUpstream, make_model: MakeModel
+) -> None:
+    upstream.chunk_delay_s = 0.05
+    model = make_model(kind)
+    stream = cast(AsyncGenerator[ModelChunk, None], model.stream(simple_request(), ctx()))
+    first = await anext(stream)
+    while not first.text:
+        first = await anext(stream)
+    assert first.text == "Hello"
+    await stream.aclose()  # what the resilience wrappers do when they give up on a stream
+    upstream.chunk_delay_s = 0.0
+    assert (await call(model, "stream"))[-1].finish_reason == "stop"
+    # the half-read connection was closed (never handed to the next call), the full one kept
+    assert (upstream.requests, upstream.connections) == (2, 2)
+
+
+def test_provider_built_outside_a_loop_serves_successive_loops(upstream: FaultyUpstream) -> None:
+    provider = make_provider(upstream.base_url)  # no event loop is running here
+    model = provider.model("gpt-4o-mini")
+
+    async def once() -> str:
+        try:
+            return (await model.complete(simple_request(), ctx())).text
+        finally:
+            await provider.aclose()
+
+    assert asyncio.run(once()) == asyncio.run(once()) == upstream.text
+    asyncio.run(provider.aclose())  # closed already: a no-op
+    assert upstream.connections == 2
+
+
+def test_pool_of_a_closed_loop_is_replaced(upstream: FaultyUpstream) -> None:
+    provider = make_provider(upstream.base_url)
+    model = provider.model("gpt-4o-mini")
+    # the first loop ends without aclose(); RESET leaves no pooled connection behind (sockets
+    # pooled on a loop that closes leak: await aclose() before a loop ends)
+    upstream.set_fault(Fault.RESET)
+    with pytest.raises(UpstreamError):
+        asyncio.run(model.complete(simple_request(), ctx()))
+    upstream.set_fault(Fault.OK)
+
+    async def on_a_new_loop() -> str:
+        try:
+            return (await model.complete(simple_request(), ctx())).text
+        finally:
+            await provider.aclose()
+
+    assert asyncio.run(on_a_new_loop()) == upstream.text
+
+
+async def test_pool_in_use_on_another_running_loop_is_refused_then_closed_there(
+    upstream: FaultyUpstream,
+) -> None:
+    provider = make_provider(upstream.base_url)
+    model = provider.model("gpt-4o-mini")
+    other = asyncio.new_event_loop()  # like the sync wrapper's loop in its own thread
+    thread = threading.Thread(target=other.run_forever, daemon=True)
+    thread.start()
+    try:
+        there = asyncio.run_coroutine_threadsafe(model.complete(simple_request(), ctx()), other)
+        assert (await asyncio.wrap_future(there)).text
+        with pytest.raises(ProviderError, match="another event loop") as info:
+            await model.complete(simple_request(), ctx())
+        assert type(info.value) is ProviderError and not info.value.retryable
+        await provider.aclose()  # runs the close on the loop that owns the pool
+        assert (await model.complete(simple_request(), ctx())).text  # a new pool, this loop
+        await provider.aclose()
+    finally:
+        other.call_soon_threadsafe(other.stop)
+        thread.join(timeout=5)
+        other.close()
+    assert upstream.connections == 2
+
+
+def test_pool_of_an_idle_loop_must_be_closed_there(upstream: FaultyUpstream) -> None:
+    provider = make_provider(upstream.base_url)
+    model = provider.model("gpt-4o-mini")
+    idle = asyncio.new_event_loop()  # run_until_complete style: neither running nor closed
+    try:
+        assert idle.run_until_complete(model.complete(simple_request(), ctx())).text
+        with pytest.raises(ProviderError, match="another event loop"):
+            asyncio.run(model.complete(simple_request(), ctx()))
+        with pytest.raises(ProviderError, match="neither running nor closed"):
+            asyncio.run(provider.aclose())
+        idle.run_until_complete(provider.aclose())
+    finally:
+        idle.close()
+
+
+SSE_TEXT = (
+    ": a comment\n"
+    'event: message_start\ndata: {"a": 1}\n\n'
+    "data: first line\ndata:second line\n\n"
+    "id: 7\nretry: 10\ndata: é ünïcode ✓\n\n"
+    "data: [DONE]\n\n"
+    "data: cut off by the end of the stream"
+)
+SSE_EVENTS = [
+    SSEEvent("message_start", '{"a": 1}'),
+    SSEEvent("message", "first line\nsecond line"),
+    SSEEvent("message", "é ünïcode ✓"),
+    SSEEvent("message", "[DONE]"),
+]
+TARGET = Target("openai", "gpt-4o-mini", "http://127.0.0.1/v1/chat/completions")
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"], ids=["lf", "crlf", "cr"])
+def test_sse_decoder_splits_anywhere(newline: str) -> None:
+    raw = SSE_TEXT.replace("\n", newline).encode()
+    for cut in range(len(raw) + 1):  # every split in two, through \r\n and UTF-8 sequences
+        decoder = SSEDecoder(TARGET)
+        assert decoder.feed(raw[:cut]) + decoder.feed(raw[cut:]) == SSE_EVENTS, cut
+    decoder = SSEDecoder(TARGET)
+    assert [e for i in range(len(raw)) for e in decoder.feed(raw[i : i + 1])] == SSE_EVENTS
+
+
+def test_sse_decoder_refuses_an_oversized_line_or_event() -> None:
+    decoder = SSEDecoder(TARGET, max_bytes=64)
+    assert decoder.feed(b"data: " + b"x" * 50) == []
+    with pytest.raises(UpstreamError, match="stream line is longer than 64 bytes") as info:
+        decoder.feed(b"x" * 50)  # still no line end: refused instead of buffered further
+    assert info.value.provider == "openai" and info.value.status_code == 200
+    with pytest.raises(UpstreamError, match="stream event is longer than 64 bytes"):
+        SSEDecoder(TARGET, max_bytes=64).feed(b"data: 0123456789\n" * 8)
+
+
+def test_tls_context_finds_certificates_like_httpx(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    context = tls_context()
+    assert context.verify_mode is ssl.CERT_REQUIRED and context.check_hostname
+    assert context.cert_store_stats()["x509_ca"] > 100  # certifi's bundle, as httpx used
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "missing.pem"))
+    with pytest.raises(FileNotFoundError):  # the variable is honoured, not ignored
+        tls_context()
+
+
+def test_env_proxy_is_read_like_httpx_trust_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    assert env_proxy("https://api.openai.com/v1") is None
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("NO_PROXY", "localhost,127.0.0.1")
+    assert env_proxy("https://api.openai.com/v1") == "http://proxy.internal:3128"
+    assert env_proxy("http://api.openai.com/v1") is None
+    assert env_proxy("https://127.0.0.1:8080/v1") is None
 
 
 # ---------------------------------------------------------------- the real SDK

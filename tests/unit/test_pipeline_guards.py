@@ -11,7 +11,7 @@ from tether.config.models import TetherConfig
 from tether.pipeline.result import Result, StreamChunk
 from tether.providers.scripted import Reply, ScriptedProvider
 from tether.telemetry.trace import Trace
-from tether.types import Message, ModelRequest
+from tether.types import Message, ModelRequest, ToolCall
 
 SYSTEM = "You answer ACME support questions."
 FAILURE = "Sorry, I can't answer that right now."
@@ -268,6 +268,8 @@ async def test_reask_exhausted_takes_the_failure_path() -> None:
     result = await make(json_guard(max_reasks=2), up).run("support", {"message": "x"})
     blocked(result)
     assert len(up.calls) == 3
+    roles = [m.role for m in up.calls[2].messages]  # the 2nd re-ask shows both rejected answers
+    assert roles == ["system", "user", "assistant", "user", "assistant", "user"]
     assert [e["number"] for e in events(result, "reask")] == [1, 2]
     assert "still invalid after 2 re-asks" in events(result, "failure_path")[0]["error"]
     assert result.trace is not None and len(result.trace.attempts) == 3
@@ -394,3 +396,23 @@ async def test_stream_final_only_log_guard_does_not_block() -> None:
     trace: Trace | None = final.trace
     assert trace is not None
     assert [e.data["action"] for e in trace.events if e.kind == "guard"] == ["log"]
+
+
+async def test_a_caller_that_stops_reading_closes_the_model_stream() -> None:
+    up = ScriptedProvider([Reply(ANSWER, chunks=40)], name="up")
+    tether = make({"output": ["pii"]}, up)
+    chunks = tether.stream("support", {"message": "where is my card?"})
+    first = await anext(chunks)
+    assert first.text and not first.done
+    await chunks.aclose()
+    (trace,) = tether.traces.traces
+    assert trace.attempts[0].error_class == "Cancelled"
+    assert trace.status == "error"  # never finished: recorded as such, not as ok
+
+
+async def test_an_answer_that_is_only_tool_calls_is_not_text_to_guard() -> None:
+    call = ToolCall("c1", "lookup_order", '{"id": 7}')
+    up = ScriptedProvider([Reply("", tool_calls=[call])], name="up")
+    result = await make(json_guard(), up).run("support", {"message": "where is order 7?"})
+    assert result.tool_calls == [call] and result.output == "" and not result.degraded
+    assert len(up.calls) == 1 and not events(result, "guard")

@@ -13,8 +13,9 @@ the runner (built once per feature) plus this call's :class:`~tether.guards.Guar
 * **where a fallback goes**: :func:`chain_from` is the feature's chain from a position on, so a
   ``fallback`` verdict skips the model that produced the bad answer (output) or the primary
   model (input: e.g. keep personal data on the local model that comes second in the chain);
-* **how a re-ask is asked**: the guarded request, the rejected answer as an assistant turn,
-  and the guard's message (the validation error) as a user turn;
+* **how a re-ask is asked**: the request that got the rejected answer, that answer as an
+  assistant turn, and the guard's message (the validation error) as a user turn; a second
+  re-ask builds on the first, so the model sees every answer it gave;
 * **whether a stream can be guarded on the fly** (:attr:`CallGuards.whole_answer`): output
   guards that may re-ask or fall back, or that judge only the whole text (``json_schema``,
   ``topics``, ``max_length``), need the whole answer before the caller sees any of it.
@@ -107,24 +108,28 @@ class CallGuards:
         )
         return following
 
-    def reask(self, answer: str, outcome: GuardOutcome) -> ModelRequest:
-        """The guarded request, the rejected answer, and what was wrong with it."""
-        assert self.request is not None and outcome.reask_message is not None
+    def reask(self, request: ModelRequest, answer: str, outcome: GuardOutcome) -> ModelRequest:
+        """The request that got ``answer``, then the answer and what was wrong with it (so a
+        second re-ask shows the model both of its rejected answers)."""
+        assert outcome.reask_message is not None
         self.ctx.reasks += 1
         self.trace.event(
             "reask", guard=outcome.guard, number=self.ctx.reasks, reason=outcome.reason
         )
         messages = [
-            *self.request.messages,
+            *request.messages,
             Message("assistant", answer),
             Message("user", outcome.reask_message),
         ]
-        return dataclasses.replace(self.request, messages=messages)
+        return dataclasses.replace(request, messages=messages)
 
     # ------------------------------------------------------------------ output
 
     async def check_output(self, response: ModelResponse) -> GuardOutcome:
-        """The output guards' decision on an answer; its ``text`` has the originals back."""
+        """The output guards' decision on an answer; its ``text`` has the originals back. An
+        answer that is only tool calls has no text to guard (its arguments are not checked)."""
+        if response.tool_calls and not response.text:
+            return GuardOutcome("output", "")
         return await self.runner.acheck_output(response.text, self.ctx)
 
     @property

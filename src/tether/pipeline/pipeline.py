@@ -24,7 +24,7 @@ the guards passed. See :mod:`tether.pipeline.guarding` and docs/guards.md.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +34,7 @@ from tether.pipeline.feature import CompiledFeature
 from tether.pipeline.guarding import CallGuards
 from tether.pipeline.result import Result, StreamChunk
 from tether.providers.base import CallContext
+from tether.resilience.streams import close_quietly
 from tether.telemetry.sink import TraceSink
 from tether.telemetry.trace import Trace
 from tether.types import ModelChunk, ModelRequest, ModelResponse, ToolCallDelta, Usage
@@ -126,7 +127,8 @@ class Pipeline:
             response = await guards.model_at(position).complete(request, ctx)
             outcome = await guards.check_output(response)
             if outcome.decision == "reask":
-                position, request = ctx.chain_position, guards.reask(response.text, outcome)
+                position = ctx.chain_position
+                request = guards.reask(request, response.text, outcome)
             elif outcome.decision == "fallback":
                 position = guards.fallback(outcome, ctx.chain_position)
                 request = guards.request
@@ -221,14 +223,16 @@ class Pipeline:
 
     # ------------------------------------------------------------------ streaming
 
-    async def stream(self, call: Call) -> AsyncIterator[StreamChunk]:
+    async def stream(self, call: Call) -> AsyncGenerator[StreamChunk, None]:
+        chunks = self._stream(call)
         try:
-            async for chunk in self._stream(call):
+            async for chunk in chunks:
                 yield chunk
         finally:
+            await chunks.aclose()  # a caller that stops reading closes the model's stream too
             await self._finish(call.trace)
 
-    async def _stream(self, call: Call) -> AsyncIterator[StreamChunk]:
+    async def _stream(self, call: Call) -> AsyncGenerator[StreamChunk, None]:
         ctx = call.context()
         runner = call.feature.guards
         model, request, shield = call.feature.model, call.request, None
@@ -247,23 +251,25 @@ class Pipeline:
                 return
             shield = guards.output_stream()
         # budget reserve and cache plug in here
-        async for piece in self._relay(call, model.stream(request, ctx), shield):
-            yield piece
+        relay = self._relay(call, model.stream(request, ctx), shield)
+        try:
+            async for piece in relay:
+                yield piece
+        finally:
+            await relay.aclose()
 
     async def _relay(
         self, call: Call, source: AsyncIterator[ModelChunk], shield: GuardedStream | None
-    ) -> AsyncIterator[StreamChunk]:
+    ) -> AsyncGenerator[StreamChunk, None]:
         """Hand the model's deltas on, through the output guards' stream when there is one
         (it holds back a tail, redacts, and raises GuardBlocked on a blocking verdict)."""
-        parts: list[str] = []
-        tools: list[ToolCallDelta] = []
-        sent = False
+        parts: list[str] = []  # the model's text, as it came
+        sent = False  # whether anything reached the caller
         last = ModelChunk()
         try:
             async for chunk in source:
                 if chunk.has_content:
                     parts.append(chunk.text)
-                    tools.extend(chunk.tool_calls or [])
                     text = chunk.text if shield is None else shield.feed(chunk.text)
                     if text or chunk.tool_calls:
                         sent = True
@@ -283,6 +289,8 @@ class Pipeline:
             traced = shown if shield is None else shield.traced_text
             yield self._interrupted(call, exc, shown, traced)
             return
+        finally:
+            await close_quietly(source)
         response = ModelResponse(
             "".join(parts),
             last.usage or Usage(),
