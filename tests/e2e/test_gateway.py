@@ -232,7 +232,11 @@ def test_http_level_errors(gateway: GatewayProcess) -> None:
     assert too_big.json()["error"]["code"] == "payload_too_large"
     not_json = httpx.post(url, content=b"{nope")
     assert not_json.status_code == 400 and "not valid JSON" in not_json.json()["error"]["message"]
-    for response in (too_big, not_json):
+    missing = httpx.get(f"{gateway.base_url}/nowhere")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+    wrong_method = httpx.get(url)
+    assert wrong_method.status_code == 405
+    for response in (too_big, not_json, missing):
         assert len(response.headers["x-tether-trace-id"]) == 32
         assert float(response.headers["x-tether-overhead-ms"]) >= 0
     run = httpx.post(f"{gateway.base_url}/features/chat/run", json={"variables": {}})

@@ -18,17 +18,15 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator
 from typing import Any
 
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import Route
 
 from tether.errors import PayloadTooLarge, TetherError
 from tether.gateway import wire
+from tether.gateway.asgi import App, Handler, Route
 from tether.gateway.auth import Authenticator
 from tether.gateway.errors import envelope, internal_envelope
 from tether.gateway.runtime import GatewayRuntime, GatewaySettings
@@ -36,7 +34,6 @@ from tether.pipeline.result import Result, StreamChunk
 from tether.telemetry.trace import Trace, new_trace_id
 
 log = logging.getLogger("tether.gateway")
-Handler = Callable[[Request], Awaitable[Response]]
 
 
 def overhead_ms(trace: Trace) -> float:
@@ -284,37 +281,27 @@ class Routes:
         return Response(json.dumps(row, default=str), media_type="application/json")
 
 
-def create_app(settings: GatewaySettings, **runtime_options: Any) -> Starlette:
+def create_app(settings: GatewaySettings, **runtime_options: Any) -> App:
     """Build the gateway. ``runtime_options`` go to :class:`GatewayRuntime` (e.g. injected
     providers in tests). Nothing is opened until the app starts."""
     runtime = GatewayRuntime(settings, **runtime_options)
     routes = Routes(runtime)
-
-    @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[Mapping[str, Any]]:
-        await runtime.start()
-        try:
-            yield {}
-        finally:
-            await runtime.stop()
-
-    def route(path: str, handler: Handler, methods: list[str]) -> Route:
-        return Route(path, guarded(handler), methods=methods)
-
-    app = Starlette(
-        routes=[
-            route("/v1/chat/completions", routes.chat_completions, ["POST"]),
-            route("/v1/models", routes.models, ["GET"]),
-            route("/v1/features/{name}/run", routes.native_run, ["POST"]),
-            route("/healthz", routes.healthz, ["GET"]),
-            route("/readyz", routes.readyz, ["GET"]),
-            route("/metrics", routes.metrics, ["GET"]),
-            route("/admin/traces", routes.admin_traces, ["GET"]),
-            route("/admin/traces/{trace_id}", routes.admin_trace, ["GET"]),
-        ],
-        lifespan=lifespan,
+    table = [
+        ("POST", "/v1/chat/completions", routes.chat_completions),
+        ("GET", "/v1/models", routes.models),
+        ("POST", "/v1/features/{name}/run", routes.native_run),
+        ("GET", "/healthz", routes.healthz),
+        ("GET", "/readyz", routes.readyz),
+        ("GET", "/metrics", routes.metrics),
+        ("GET", "/admin/traces", routes.admin_traces),
+        ("GET", "/admin/traces/{trace_id}", routes.admin_trace),
+    ]
+    app = App(
+        [Route(method, path, guarded(handler)) for method, path, handler in table],
+        startup=runtime.start,
+        shutdown=runtime.stop,
     )
-    app.state.runtime = runtime
+    app.state["runtime"] = runtime
     return app
 
 
