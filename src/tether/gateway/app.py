@@ -297,9 +297,10 @@ def create_app(settings: GatewaySettings, **runtime_options: Any) -> App:
         ("GET", "/admin/traces/{trace_id}", routes.admin_trace),
     ]
     app = App(
-        [Route(method, path, guarded(handler)) for method, path, handler in table],
+        [Route(method, path, handler) for method, path, handler in table],
         startup=runtime.start,
         shutdown=runtime.stop,
+        wrap=guarded,
     )
     app.state["runtime"] = runtime
     return app

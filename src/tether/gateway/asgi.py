@@ -62,9 +62,12 @@ class App:
         routes: list[Route],
         startup: Callable[[], Awaitable[None]],
         shutdown: Callable[[], Awaitable[None]],
+        wrap: Callable[[Handler], Handler] = lambda handler: handler,
     ) -> None:
-        self.exact = {(r.method, r.path): r.handler for r in routes if "{" not in r.path}
-        self.patterns = [r for r in routes if "{" in r.path]
+        """``wrap`` decorates every handler, including the one answering unknown routes."""
+        self.exact = {(r.method, r.path): wrap(r.handler) for r in routes if "{" not in r.path}
+        self.patterns = [Route(r.method, r.path, wrap(r.handler)) for r in routes if "{" in r.path]
+        self.unrouted = wrap(self._unrouted)
         self.startup = startup
         self.shutdown = shutdown
         self.state: dict[str, Any] = {}
@@ -92,7 +95,12 @@ class App:
                 continue
             scope["path_params"] = params
             return await route.handler(Request(scope, receive))
-        if allowed or any(p == path for _, p in self.exact):
+        scope["path_params"] = {"allowed": "yes" if allowed else ""}
+        return await self.unrouted(Request(scope, receive))
+
+    async def _unrouted(self, request: Request) -> Response:
+        method, path = request.method, request.url.path
+        if request.path_params.get("allowed") or any(p == path for _, p in self.exact):
             return _not_found(405, f"{method} is not allowed on {path}")
         return _not_found(404, f"no such endpoint: {method} {path} (the API is under /v1)")
 
