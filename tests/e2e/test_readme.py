@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -69,3 +70,36 @@ def test_quickstart_command_works_on_a_fresh_checkout(tmp_path: Path) -> None:
     assert "The capital of France" in out or "Paris" in out
     assert "fallback" in out and "failure path" in out
     assert "stream_inter" in out
+
+
+def python_blocks_under(heading: str) -> list[str]:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```python\n(.*?)```", section, re.S)
+
+
+def test_sdk_examples_run_as_written(tmp_path: Path) -> None:
+    """The README's Python examples, executed against the config `tether init` writes."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    init = subprocess.run(
+        [sys.executable, "-m", "tether", "init", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+    )
+    assert init.returncode == 0, init.stderr
+    blocks = python_blocks_under("Call it from Python")
+    assert len(blocks) == 2
+    for block in blocks:
+        done = subprocess.run(
+            [sys.executable, "-c", block],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+            env=env,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert done.stdout.strip()
