@@ -158,9 +158,14 @@ class StreamInterrupted(ProviderError):
 
 
 class GuardBlocked(TetherError):
-    """A guard refused the input or the output."""
+    """A guard refused the input or the output. ``guard`` names it, ``stage`` says where."""
 
     reason = "guard_blocked"
+
+    def __init__(self, message: str, *, guard: str | None = None, stage: str | None = None):
+        super().__init__(message)
+        self.guard = guard
+        self.stage = stage
 
 
 class BudgetExceeded(TetherError):

@@ -86,7 +86,11 @@ class GuardOutcome:
     def raise_for_decision(self) -> None:
         """Raise :class:`GuardBlocked` when blocked; other decisions are the caller's to act on."""
         if self.decision == "block":
-            raise GuardBlocked(f"{self.stage} guard {self.guard}: {self.reason}")
+            raise GuardBlocked(
+                f"{self.stage} guard {self.guard}: {self.reason}",
+                guard=self.guard,
+                stage=self.stage,
+            )
 
 
 @dataclass(slots=True)

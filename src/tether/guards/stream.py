@@ -177,4 +177,8 @@ class GuardedStream:
         self.outcome.reason = verdict.reason + note
         if self.ctx.trace is not None:
             self.ctx.trace.event("guard_stream_stopped", guard=bound.name, reason=verdict.reason)
-        raise GuardBlocked(f"output guard {bound.name} stopped the stream: {verdict.reason}{note}")
+        raise GuardBlocked(
+            f"output guard {bound.name} stopped the stream: {verdict.reason}{note}",
+            guard=bound.name,
+            stage="output",
+        )

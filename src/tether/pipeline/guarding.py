@@ -96,7 +96,9 @@ class CallGuards:
             raise GuardBlocked(
                 f"{outcome.stage} guard {outcome.guard}: {outcome.reason} (its action is "
                 f"fallback, and {names[min(position, len(names) - 1)]} is the last model in the "
-                "chain; add one under fallbacks)"
+                "chain; add one under fallbacks)",
+                guard=outcome.guard,
+                stage=outcome.stage,
             )
         self.trace.event(
             "fallback",
