@@ -2,6 +2,20 @@
 
 from __future__ import annotations
 
+import sys
+
+import pytest
+
 from tests.postgres import pg_url, postgres
 
 __all__ = ["pg_url", "postgres"]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """llama-cpp-python opens /dev/null twice at import and never closes it; close it at the
+    end of the run so the interpreter does not print ResourceWarnings after the summary."""
+    utils = sys.modules.get("llama_cpp._utils")
+    for name in ("outnull_file", "errnull_file"):
+        handle = getattr(utils, name, None)
+        if handle is not None:
+            handle.close()
