@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from tether.errors import AuthenticationFailed, PermissionDenied
-from tether.store.keys import ApiKey, KeyStore
+from tether.store.keys import ApiKey, KeyStore, hash_key
 
 ADMIN_TOKEN_ENV = "TETHER_ADMIN_TOKEN"
 
@@ -58,7 +58,8 @@ class Authenticator:
                 "no API key: send `Authorization: Bearer tth_...` (create one with "
                 "`tether keys create --scope FEATURE`)"
             )
-        cached = self._cache.get(token)
+        digest = hash_key(token)  # the cache never holds a plaintext key
+        cached = self._cache.get(digest)
         now = self.clock()
         if cached is not None and now - cached[0] <= self.cache_ttl_s:
             key = cached[1]
@@ -66,7 +67,7 @@ class Authenticator:
             key = await asyncio.to_thread(self.keys.verify, token)
             if len(self._cache) > 10_000:
                 self._cache.clear()
-            self._cache[token] = (now, key)
+            self._cache[digest] = (now, key)
         if key is None:
             raise AuthenticationFailed(
                 "the API key is unknown or revoked; check it, or create a new one with "
