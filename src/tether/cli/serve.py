@@ -28,8 +28,8 @@ def serve(
     """Serve the features in CONFIG over an OpenAI-compatible API.
 
     Clients point their OpenAI SDK at http://HOST:PORT/v1 and use a feature name as the model.
-    With no API key in the store (see `tether keys create`) the gateway accepts calls without a
-    key and therefore binds to 127.0.0.1 only. Set TETHER_ADMIN_TOKEN to enable /admin and to
+    Until the first API key is created (see `tether keys create`) the gateway accepts calls
+    without a key and therefore binds to 127.0.0.1 only. Set TETHER_ADMIN_TOKEN to enable /admin and to
     protect /metrics.
     """
     try:
@@ -45,17 +45,17 @@ def serve(
     try:
         settings = GatewaySettings.load(config)
         with Store.open(settings.config.store, config_dir=settings.config_dir) as store:
-            live_keys = store.keys.list(include_revoked=False)
+            any_keys = store.keys.list(include_revoked=True)
     except ConfigError as exc:
         sys.stderr.write(f"{exc}\n")
         raise typer.Exit(1) from None
-    if not live_keys and host not in LOOPBACK_HOSTS:
+    if not any_keys and host not in LOOPBACK_HOSTS:
         console.print(
-            f"[yellow]no API keys exist: binding to 127.0.0.1 instead of {host}[/] "
+            f"[yellow]no API key was ever created: binding to 127.0.0.1 instead of {host}[/] "
             "(create one with `tether keys create --scope FEATURE`, then restart)"
         )
         host = "127.0.0.1"
-    elif not live_keys:
+    elif not any_keys:
         console.print("[yellow]local mode[/]: no API keys exist, calls without a key are accepted")
     console.print(
         f"tether gateway on http://{host}:{port}/v1 serving "

@@ -2,7 +2,7 @@
 
 Keys are verified against the store (hashed at rest) and cached briefly in memory so the hot
 path does not hit the database on every call; a revoked key stops working within
-``cache_ttl_s``. With no live key in the store the gateway runs in local mode: calls without a
+``cache_ttl_s``. Until the first key is created the gateway runs in local mode: calls without a
 key are accepted, and ``tether serve`` binds to 127.0.0.1 only.
 """
 
@@ -40,11 +40,12 @@ class Authenticator:
     _any_keys: tuple[float, bool] = (-1e18, False)
 
     async def local_mode(self) -> bool:
-        """True while the store holds no live key (calls without a key are then accepted)."""
+        """True while no key was ever created (calls without a key are then accepted). Revoking
+        every key does not reopen the gateway: once keys exist, keys are required."""
         checked_at, any_keys = self._any_keys
         if self.clock() - checked_at > self.cache_ttl_s:
-            live = await asyncio.to_thread(self.keys.list, include_revoked=False)
-            any_keys = bool(live)
+            created = await asyncio.to_thread(self.keys.list, include_revoked=True)
+            any_keys = bool(created)
             self._any_keys = (self.clock(), any_keys)
         return not any_keys
 
