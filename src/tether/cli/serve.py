@@ -29,8 +29,8 @@ def serve(
 
     Clients point their OpenAI SDK at http://HOST:PORT/v1 and use a feature name as the model.
     Until the first API key is created (see `tether keys create`) the gateway accepts calls
-    without a key and therefore binds to 127.0.0.1 only. Set TETHER_ADMIN_TOKEN to enable /admin and to
-    protect /metrics.
+    without a key and therefore binds to 127.0.0.1 only. Set TETHER_ADMIN_TOKEN to enable
+    /admin and to protect /metrics.
     """
     try:
         import uvicorn
