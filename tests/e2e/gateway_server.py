@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import socket
@@ -11,6 +12,15 @@ import time
 from pathlib import Path
 
 import httpx
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """Runs in the child before exec: SIGTERM it when the test process dies (Linux), so a
+    killed test run never leaves a gateway behind."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def free_port() -> int:
@@ -67,6 +77,7 @@ class GatewayProcess:
             stderr=subprocess.STDOUT,
             text=True,
             env=self.env,
+            preexec_fn=die_with_parent,
         )
         out.close()
         try:
