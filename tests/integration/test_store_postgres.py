@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import time
@@ -111,10 +112,14 @@ async def test_writer_traces_survive_a_restart(pg_url: str) -> None:
     store = Store.open(StoreConfig(url=pg_url, batch_size=16, flush_interval_s=0.05))
     try:
         async with store.writer() as writer:
+            child = writer.pid
+            assert writer.mode == "process" and child is not None  # its own engine, same URL
             await asyncio.gather(*(writer.write(t) for t in traces))
     finally:
         store.close()
     assert (writer.stats.written, writer.stats.failed) == (90, 0)
+    with pytest.raises(ProcessLookupError):
+        os.kill(child, 0)  # stopped and reaped by aclose()
 
     with Store.from_url(pg_url) as reopened:
         assert reopened.traces.count() == 90
@@ -148,13 +153,13 @@ async def test_back_pressure_on_postgres(store: Store) -> None:
 
 def test_odd_values_are_stored(store: Store) -> None:
     trace = make_trace()
-    trace.output = "nul\x00inside"
-    trace.metadata = {"score": float("nan"), "text": "\x00"}
+    trace.output = "nul\x00inside \ud800"
+    trace.metadata = {"score": float("nan"), "text": "\x00", "lone": "\udc00", "esc": "\\u0000"}
     assert store.traces.write_many([trace.to_dict()]) == 1
     got = store.traces.get(trace.id)
     assert got is not None
-    assert got["output"] == "nul\ufffdinside"
-    assert got["metadata"] == {"score": None, "text": "\ufffd"}
+    assert got["output"] == "nul\ufffdinside \ufffd"
+    assert got["metadata"] == {"score": None, "text": "\ufffd", "lone": "\ufffd", "esc": "\\u0000"}
 
 
 def test_keys_on_postgres(pg_url: str) -> None:

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from tether.store import Store, parse_since
-from tether.store.traces import jsonable
+from tether.store.rows import STEP_COLUMNS, TRACE_COLUMNS, encode, jsonable
+from tether.store.schema import Base
 from tether.telemetry import Trace
 from tether.types import Usage
 
@@ -198,3 +199,35 @@ def test_jsonable() -> None:
     assert jsonable({"a": (1, 2.5, None, True)}) == {"a": [1, 2.5, None, True]}
     assert jsonable({3: float("-inf")}) == {"3": None}
     assert jsonable(Usage(1, 2)) == {"input_tokens": 1, "output_tokens": 2}
+
+
+def test_row_columns_are_the_tables_columns() -> None:
+    traces, steps = Base.metadata.tables["traces"], Base.metadata.tables["trace_steps"]
+    assert set(TRACE_COLUMNS) == {c.name for c in traces.columns} - {"pk"}
+    assert set(STEP_COLUMNS) == {c.name for c in steps.columns}
+
+
+def test_text_the_database_would_refuse_is_cleaned_everywhere(store: Store) -> None:
+    trace = make_trace(note="lone \ud800 surrogate", literal="a \\u0000 b")
+    trace.metadata["key\x00"] = 1
+    trace.output = "out \udfff put"
+    trace.attempts[0].error = "err\x00or"
+    trace.latency_ms = float("nan")
+    trace.attempts[0].status_code = float("inf")  # type: ignore[assignment]
+    assert store.traces.write_many([trace.to_dict()]) == 1
+    got = store.traces.get(trace.id)
+    assert got is not None
+    assert got["output"] == "out \ufffd put"
+    assert got["metadata"]["note"] == "lone \ufffd surrogate"
+    assert got["metadata"]["literal"] == "a \\u0000 b"  # an escaped backslash is not a NUL
+    assert got["metadata"]["key\ufffd"] == 1
+    assert got["attempts"][0]["error"] == "err\ufffdor"
+    assert got["steps"][0]["status_code"] is None
+    assert store.traces.list()[0]["latency_ms"] == 0.0
+
+
+def test_encode_takes_the_fast_path_only_for_clean_values() -> None:
+    assert encode({"a": [1, 2.5, None, True], "é": "ü"}) == '{"a":[1,2.5,null,true],"é":"ü"}'
+    assert encode({"x": float("nan"), "t": (1, 2)}) == '{"x":null,"t":[1,2]}'
+    assert encode({"s": {3}, "o": object}) == '{"s":[3],"o":"<class \'object\'>"}'
+    assert encode("\x00") == '"\ufffd"'

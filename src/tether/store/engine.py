@@ -30,7 +30,7 @@ def normalize_url(url: str | URL) -> URL:
 
 
 def _json_dumps(value: Any) -> str:
-    # Rows are sanitised before insert (see traces.jsonable); ``default=str`` is a last guard so
+    # Rows are sanitised before insert (see rows.encode); ``default=str`` is a last guard so
     # one odd value in a trace's metadata can never fail a whole batch.
     return json.dumps(value, default=str, separators=(",", ":"))
 

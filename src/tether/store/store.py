@@ -16,6 +16,7 @@ from tether.store import migrate as migrations
 from tether.store.config import StoreConfig
 from tether.store.engine import create_store_engine
 from tether.store.keys import KeyStore
+from tether.store.process import WriterProcess, can_reopen
 from tether.store.traces import TraceStore
 from tether.store.writer import TraceWriter
 
@@ -70,9 +71,19 @@ class Store:
         """The schema revision of the database (``None``: not migrated)."""
         return migrations.current_revision(self.engine)
 
-    def writer(self) -> TraceWriter:
-        """A new (not yet started) async trace writer on this store, sized by the config."""
-        return TraceWriter.from_config(self.traces, self.config)
+    def writer(self, *, process: bool | None = None) -> TraceWriter:
+        """A new (not yet started) async trace writer on this store, sized by the config.
+
+        With ``process`` true (the default when the database can be opened from another
+        process: a SQLite file, PostgreSQL) batches are written by a child process with its own
+        engine, so the caller's event loop never runs database code; otherwise in a thread.
+        """
+        if process is None:
+            process = can_reopen(self.engine.url)
+        if not process:
+            return TraceWriter.from_config(self.traces, self.config)
+        child = WriterProcess(self.engine.url, busy_timeout_s=self.config.busy_timeout_s)
+        return TraceWriter.from_config(child, self.config)
 
     def close(self) -> None:
         """Close every pooled connection."""

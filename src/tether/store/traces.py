@@ -4,22 +4,23 @@ A trace is stored as one ``traces`` row (the columns filters use, plus the trace
 its attempts and events) and one ``trace_steps`` row per attempt and per event, in time order.
 :meth:`TraceStore.get` reassembles the ``Trace.to_dict()`` shape and adds ``steps``.
 
-All methods are synchronous and short; async callers run them in a thread (the
-:class:`~tether.store.writer.TraceWriter` does).
+All methods are synchronous and short; async callers run them in a thread. Writes come from
+the :class:`~tether.store.writer.TraceWriter`, usually in its writer process; how a trace becomes
+rows is in :mod:`tether.store.rows`.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, delete, func, insert, select
+from sqlalchemy import ColumnElement, Engine, delete, func, select
 from sqlalchemy.orm import Session, defer
 
+from tether.store.rows import build_rows, insert_new
+from tether.store.rows import jsonable as jsonable  # re-exported from its former home
 from tether.store.schema import StepRow, TraceRow
 
 TraceDict = dict[str, Any]
@@ -49,131 +50,8 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
     return moment.astimezone() if moment.tzinfo is None else moment
 
 
-def jsonable(value: Any) -> Any:
-    """A copy of ``value`` that every backend stores as JSON.
-
-    Unknown objects become ``str(value)``, NaN and infinities become ``None``, NUL characters
-    (refused by PostgreSQL) become U+FFFD: one odd value never fails a batch of traces.
-    """
-    if value is None or isinstance(value, bool | int):
-        return value
-    if isinstance(value, str):
-        return value.replace("\x00", "\ufffd")
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [jsonable(v) for v in value]
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return jsonable(dataclasses.asdict(value))
-    return jsonable(str(value))
-
-
-def _clip(value: Any, width: int) -> str | None:
-    return None if value is None else str(value)[:width]
-
-
-def _num(value: Any) -> float:
-    return float(value) if isinstance(value, int | float) else 0.0
-
-
 def _int(value: Any) -> int:
     return int(value) if isinstance(value, int | float) else 0
-
-
-def _opt_int(value: Any) -> int | None:
-    return int(value) if isinstance(value, int | float) else None
-
-
-def _opt_num(value: Any) -> float | None:
-    return float(value) if isinstance(value, int | float) else None
-
-
-def _usage(data: TraceDict) -> dict[str, Any]:
-    usage = data.get("usage")
-    return usage if isinstance(usage, dict) else {}
-
-
-def _trace_id(data: TraceDict) -> str:
-    trace_id = data["id"]
-    if not isinstance(trace_id, str) or not 0 < len(trace_id) <= 64:
-        raise ValueError(f"trace id {trace_id!r} must be a string of 1 to 64 characters")
-    return trace_id
-
-
-def _trace_row(data: TraceDict, written_at: datetime) -> dict[str, Any]:
-    usage = _usage(data)
-    return {
-        "id": _trace_id(data),
-        "feature": _clip(data["feature"], 200),
-        "variant": _clip(data.get("variant") or "default", 200),
-        "user_id": _clip(data.get("user"), 200),
-        "status": _clip(data.get("status") or "ok", 16),
-        "degraded": bool(data.get("degraded")),
-        "reason": _clip(data.get("reason"), 200),
-        "model": _clip(data.get("model"), 200),
-        "started_at": datetime.fromtimestamp(_num(data.get("started_at")), UTC),
-        "latency_ms": _num(data.get("latency_ms")),
-        "input_tokens": _int(usage.get("input_tokens")),
-        "output_tokens": _int(usage.get("output_tokens")),
-        "cost_usd": _num(data.get("cost_usd")),
-        "output": data.get("output") if isinstance(data.get("output"), str) else None,
-        "meta": data.get("metadata") if isinstance(data.get("metadata"), dict) else {},
-        "data": {k: v for k, v in data.items() if k not in ("attempts", "events")},
-        "written_at": written_at,
-    }
-
-
-def _attempt_step(attempt: TraceDict) -> dict[str, Any]:
-    usage = _usage(attempt)
-    return {
-        "kind": "attempt",
-        "at_ms": _num(attempt.get("start_ms")),
-        "end_ms": _num(attempt.get("end_ms")),
-        "event": None,
-        "provider": _clip(attempt.get("provider"), 200),
-        "model": _clip(attempt.get("model"), 200),
-        "number": _int(attempt.get("number")),
-        "chain_position": _int(attempt.get("chain_position")),
-        "status": _clip(attempt.get("status"), 16),
-        "error_class": _clip(attempt.get("error_class"), 200),
-        "error": _clip(attempt.get("error"), 100_000),
-        "status_code": _opt_int(attempt.get("status_code")),
-        "ttft_ms": _opt_num(attempt.get("ttft_ms")),
-        "input_tokens": _int(usage.get("input_tokens")),
-        "output_tokens": _int(usage.get("output_tokens")),
-        "cost_usd": _num(attempt.get("cost_usd")),
-        "streamed": bool(attempt.get("streamed")),
-        "data": attempt,
-    }
-
-
-_ATTEMPT_ONLY = (
-    "end_ms", "provider", "model", "number", "chain_position", "status", "error_class", "error",
-    "status_code", "ttft_ms", "input_tokens", "output_tokens", "cost_usd", "streamed",
-)  # fmt: skip
-
-
-def _event_step(event: TraceDict) -> dict[str, Any]:
-    step: dict[str, Any] = dict.fromkeys(_ATTEMPT_ONLY)
-    step.update(kind="event", at_ms=_num(event.get("at_ms")), event=_clip(event.get("kind"), 64))
-    step["data"] = event
-    return step
-
-
-def _step_rows(data: TraceDict) -> list[dict[str, Any]]:
-    """Attempts and events merged into one timeline (stable: attempts first on a tie)."""
-    attempts = [a for a in data.get("attempts") or [] if isinstance(a, dict)]
-    events = [e for e in data.get("events") or [] if isinstance(e, dict)]
-    steps = [_attempt_step(a) for a in attempts] + [_event_step(e) for e in events]
-    steps.sort(key=lambda step: step["at_ms"])
-    for seq, step in enumerate(steps):
-        step["trace_id"] = data["id"]
-        step["seq"] = seq
-    return steps
 
 
 def _summary(row: TraceRow) -> TraceDict:
@@ -248,24 +126,11 @@ class TraceStore:
         ``feature``, ``ValueError`` for an id that is not a string of 1 to 64 characters, and
         SQLAlchemy errors when the database refuses the batch.
         """
-        written_at = datetime.now(UTC)
-        unique: dict[str, TraceDict] = {}
-        for trace in traces:
-            data = jsonable(trace)
-            unique.setdefault(_trace_id(data), data)
-        if not unique:
+        rows = build_rows(traces, self._engine.dialect)  # Python work, before the transaction
+        if not rows.by_id:
             return 0
-        rows = [_trace_row(data, written_at) for data in unique.values()]
-        with Session(self._engine) as session, session.begin():
-            stored = session.scalars(select(TraceRow.id).where(TraceRow.id.in_(list(unique))))
-            known = set(stored)
-            fresh = [row for row in rows if row["id"] not in known]
-            steps = [s for row in fresh for s in _step_rows(unique[row["id"]])]
-            if fresh:
-                session.execute(insert(TraceRow), fresh)
-            if steps:
-                session.execute(insert(StepRow), steps)
-        return len(fresh)
+        with self._engine.begin() as connection:
+            return insert_new(connection, rows)
 
     def list(
         self,

@@ -2,12 +2,16 @@
 
 ::
 
-    request path ──write(trace)──▶ bounded queue ──▶ background task ──to_thread──▶ write_many
-                      │                              (batch_size or flush_interval_s,
-                      └─ queue full: wait + count      whichever comes first)
+    request path ──write(trace)──▶ bounded queue ──▶ background task ──▶ WriterProcess (child)
+                      │                              (batch_size or        or a worker thread
+                      └─ queue full: wait + count     flush_interval_s)    ──▶ write_many
 
-* **Off the request path.** ``write`` snapshots the trace (``to_dict``) and enqueues it; the
-  database work runs in a worker thread, so the event loop never blocks on storage.
+* **Off the request path, and off the process.** ``write`` snapshots the trace (``to_dict``,
+  a few microseconds) and enqueues it. With a :class:`~tether.store.process.WriterProcess` (what
+  ``Store.writer()`` picks for a SQLite file or PostgreSQL) the event loop only pickles each
+  batch: building rows, encoding JSON and the database run in a child process, so they never
+  hold this process's GIL. With a plain :class:`BatchStore` (an in-memory database, a test
+  double) ``write_many`` runs in a worker thread.
 * **Back-pressure, never a silent drop.** When the queue is full, ``write`` waits for room: the
   caller slows down instead of losing the trace. Every wait counts in ``stats.queue_full`` and
   is logged (at most once per ``warn_every_s``, with the number of waits since the last line).
@@ -15,7 +19,8 @@
   with backoff (writes are idempotent by trace id), then written one trace at a time so one bad
   trace cannot take its neighbours down; a trace that still fails is counted in
   ``stats.failed`` and logged at ERROR with its id.
-* **Graceful shutdown flushes.** ``aclose()`` writes everything submitted before it returns.
+* **Graceful shutdown flushes.** ``aclose()`` writes everything submitted before it returns,
+  then stops the writer process.
 """
 
 from __future__ import annotations
@@ -26,9 +31,10 @@ import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from tether.store.config import StoreConfig
+from tether.store.process import WriterProcess
 from tether.telemetry.trace import Trace
 
 TraceDict = dict[str, Any]
@@ -38,6 +44,42 @@ class BatchStore(Protocol):
     """What the writer needs from a store (``TraceStore`` has it)."""
 
     def write_many(self, traces: Iterable[Mapping[str, Any]]) -> int: ...
+
+
+class _Batches(Protocol):
+    """Where batches go: a :class:`WriterProcess`, or a :class:`BatchStore` in a thread."""
+
+    @property
+    def pid(self) -> int | None: ...
+
+    @property
+    def in_flight(self) -> int: ...
+
+    async def start(self) -> None: ...
+
+    async def write_many(self, batch: list[TraceDict]) -> int: ...
+
+    async def aclose(self) -> None: ...
+
+
+class _InThread:
+    """A synchronous store, called in a worker thread (one batch at a time: two threads
+    writing at once would only wait for each other's locks)."""
+
+    pid = None
+    in_flight = 1
+
+    def __init__(self, store: BatchStore) -> None:
+        self._store = store
+
+    async def start(self) -> None:
+        return None
+
+    async def write_many(self, batch: list[TraceDict]) -> int:
+        return await asyncio.to_thread(self._store.write_many, batch)
+
+    async def aclose(self) -> None:
+        return None
 
 
 @dataclass(slots=True)
@@ -58,12 +100,14 @@ class WriterStats:
 class TraceWriter:
     """A :class:`~tether.telemetry.sink.TraceSink` storing traces in batches off the request path.
 
-    Use ``async with TraceWriter(store) as writer:`` or ``await start()`` … ``await aclose()``.
+    ``store`` is a :class:`~tether.store.process.WriterProcess` (batches are written in a child
+    process) or any :class:`BatchStore` (``write_many`` runs in a worker thread). Use
+    ``async with TraceWriter(store) as writer:`` or ``await start()`` … ``await aclose()``.
     """
 
     def __init__(
         self,
-        store: BatchStore,
+        store: BatchStore | WriterProcess,
         *,
         queue_size: int = 10_000,
         batch_size: int = 200,
@@ -75,7 +119,7 @@ class TraceWriter:
     ) -> None:
         if queue_size < 1 or batch_size < 1 or write_attempts < 1:
             raise ValueError("queue_size, batch_size and write_attempts must be at least 1")
-        self._store = store
+        self._batches: _Batches = store if isinstance(store, WriterProcess) else _InThread(store)
         self._queue: asyncio.Queue[TraceDict | None] = asyncio.Queue(maxsize=queue_size)
         self._batch_size = batch_size
         self._interval = flush_interval_s
@@ -85,12 +129,13 @@ class TraceWriter:
         self._log = logger or logging.getLogger("tether.store.writer")
         self._stats = WriterStats()
         self._task: asyncio.Task[None] | None = None
+        self._closer: asyncio.Task[None] | None = None
         self._closing = False
         self._last_warning = float("-inf")
         self._unwarned = 0
 
     @classmethod
-    def from_config(cls, store: BatchStore, config: StoreConfig) -> TraceWriter:
+    def from_config(cls, store: BatchStore | WriterProcess, config: StoreConfig) -> TraceWriter:
         return cls(
             store,
             queue_size=config.queue_size,
@@ -111,6 +156,16 @@ class TraceWriter:
         return self._queue.maxsize
 
     @property
+    def mode(self) -> Literal["process", "thread"]:
+        """Where batches are written: a child process, or a worker thread."""
+        return "process" if isinstance(self._batches, WriterProcess) else "thread"
+
+    @property
+    def pid(self) -> int | None:
+        """The writer process's id (``None`` in thread mode, before start, after close)."""
+        return self._batches.pid
+
+    @property
     def stats(self) -> WriterStats:
         """A snapshot of the counters (``depth`` included)."""
         return dataclasses.replace(self._stats, depth=self.depth)
@@ -118,26 +173,34 @@ class TraceWriter:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        """Start the background task (on the running event loop)."""
+        """Start the writer process (if any: about half a second) and the background task."""
         if self._closing:
             raise RuntimeError("this TraceWriter was closed; create a new one")
+        if self._task is None:
+            await self._batches.start()
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(
                 self._run(), name="tether-trace-writer"
             )
 
     async def aclose(self) -> None:
-        """Stop taking traces and write every trace already submitted, then return."""
-        if self._closing:
-            if self._task is not None:
-                await asyncio.shield(self._task)
-            return
+        """Stop taking traces, write every trace already submitted, stop the writer process."""
         self._closing = True
-        if self._task is None or self._task.done():
-            await self._drain()
-            return
-        await self._queue.put(None)  # after every trace already queued
-        await asyncio.shield(self._task)
+        if self._closer is None:
+            self._closer = asyncio.get_running_loop().create_task(
+                self._close(), name="tether-trace-writer-close"
+            )
+        await asyncio.shield(self._closer)
+
+    async def _close(self) -> None:
+        try:
+            if self._task is None or self._task.done():
+                await self._drain()
+            else:
+                await self._queue.put(None)  # after every trace already queued
+                await self._task
+        finally:
+            await self._batches.aclose()
 
     async def __aenter__(self) -> TraceWriter:
         await self.start()
@@ -201,11 +264,25 @@ class TraceWriter:
     # ------------------------------------------------------------------ background work
 
     async def _run(self) -> None:
+        slots = asyncio.Semaphore(self._batches.in_flight)
+        flushing: set[asyncio.Task[None]] = set()
+
+        def done(task: asyncio.Task[None]) -> None:
+            flushing.discard(task)
+            slots.release()
+
+        loop = asyncio.get_running_loop()
         stopping = False
         while not stopping:
+            await slots.acquire()  # before taking a batch out of the queue: the bound holds
             batch, stopping = await self._collect()
-            if batch:
-                await self._flush(batch)
+            if not batch:
+                slots.release()
+                continue
+            task = loop.create_task(self._flush(batch), name="tether-trace-writer-flush")
+            flushing.add(task)
+            task.add_done_callback(done)
+        await asyncio.gather(*flushing)
 
     async def _collect(self) -> tuple[list[TraceDict], bool]:
         """The next batch: up to ``batch_size`` traces or whatever came within the interval."""
@@ -244,7 +321,7 @@ class TraceWriter:
         log = self._log
         for attempt in range(1, self._attempts + 1):
             try:
-                written = await asyncio.to_thread(self._store.write_many, batch)
+                written = await self._batches.write_many(batch)
             except Exception as exc:  # one failing batch must not stop the writer
                 last = attempt == self._attempts
                 log.warning(
@@ -269,7 +346,7 @@ class TraceWriter:
         log = self._log
         for item in batch:
             try:
-                written = await asyncio.to_thread(self._store.write_many, [item])
+                written = await self._batches.write_many([item])
             except Exception:  # counted and logged with the trace id: never a silent drop
                 self._stats.failed += 1
                 log.exception(

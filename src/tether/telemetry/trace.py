@@ -96,11 +96,72 @@ class Trace:
         return attempt
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready view (the shape the trace store and ``--json`` output use)."""
-        data = asdict(self)
-        data.pop("t0")
-        data["usage"] = self.usage.as_dict()
-        for attempt, raw in zip(self.attempts, data["attempts"], strict=True):
-            raw["usage"] = attempt.usage.as_dict()
-            raw["duration_ms"] = round(attempt.duration_ms, 3)
-        return data
+        """A JSON-ready view (the shape the trace store and ``--json`` output use).
+
+        A snapshot: containers in ``metadata`` and event data are copied, so changing the trace
+        afterwards does not change the view. Written out by hand (not ``dataclasses.asdict``):
+        the trace writer calls it once per request.
+        """
+        return {
+            "feature": self.feature,
+            "id": self.id,
+            "variant": self.variant,
+            "user": self.user,
+            "metadata": _snapshot(self.metadata),
+            "started_at": self.started_at,
+            "attempts": [_attempt_dict(attempt) for attempt in self.attempts],
+            "events": [
+                {"kind": e.kind, "at_ms": e.at_ms, "data": _snapshot(e.data)} for e in self.events
+            ],
+            "status": self.status,
+            "degraded": self.degraded,
+            "reason": self.reason,
+            "output": self.output,
+            "model": self.model,
+            "usage": self.usage.as_dict(),
+            "cost_usd": self.cost_usd,
+            "latency_ms": self.latency_ms,
+        }
+
+
+def _attempt_dict(a: Attempt) -> dict[str, Any]:
+    return {
+        "model": a.model,
+        "provider": a.provider,
+        "number": a.number,
+        "chain_position": a.chain_position,
+        "status": a.status,
+        "error_class": a.error_class,
+        "error": a.error,
+        "status_code": a.status_code,
+        "start_ms": a.start_ms,
+        "end_ms": a.end_ms,
+        "ttft_ms": a.ttft_ms,
+        "usage": a.usage.as_dict(),
+        "cost_usd": a.cost_usd,
+        "streamed": a.streamed,
+        "response_model": a.response_model,
+        "duration_ms": round(a.end_ms - a.start_ms, 3),
+    }
+
+
+_ATOMS = frozenset((str, int, float, bool, type(None)))
+
+
+def _snapshot(value: Any) -> Any:
+    """What ``dataclasses.asdict`` makes of a field value, at a fraction of its cost for the
+    usual plain dicts and lists: containers are copied, dataclasses become dicts, other objects
+    are deep-copied."""
+    kind = type(value)
+    if kind in _ATOMS:
+        return value
+    if kind is dict:
+        return {k: v if type(v) in _ATOMS else _snapshot(v) for k, v in value.items()}
+    if kind is list:
+        return [v if type(v) in _ATOMS else _snapshot(v) for v in value]
+    return asdict(_Box(value))["value"]  # anything else exactly as asdict copies it
+
+
+@dataclass(slots=True)
+class _Box:
+    value: Any
