@@ -76,7 +76,7 @@ class InjectionOptions(Strict):
     heuristics: bool = True
     classifier: bool = True
     classifier_threshold: float = Field(
-        default=0.8,
+        default=0.5,
         gt=0,
         lt=1,
         description="classifier probability that maps to score 0.5 (its operating point)",

@@ -1,18 +1,23 @@
 """``prompt_injection``: attack-pattern heuristics plus a small shipped classifier.
 
-The classifier is a logistic regression over binary word uni/bigrams and character 4-grams,
-L2-normalised; its weights are package data (``tether/guards/data/injection_model.json``),
-produced by ``scripts/train_injection.py``. Inference is pure Python: a set of n-grams, a dict
-lookup per n-gram, a sigmoid. The heuristics are regular expressions for attack *families*
-(override the instructions, fake system turns, persona jailbreaks, prompt exfiltration,
-smuggled payloads), each with a weight; they explain a verdict with spans.
+The classifier is a logistic regression over binary features of NFKC-normalised, case-folded,
+de-leeted text: content words, word bigrams, character 4-grams within content words, and
+multilingual attack cue words (``c:ignore``, ``c:secret`` ...); English function words are left
+out of unigrams and char n-grams because they encode a source's style, not intent. Rows are
+L2-normalised; the weights are package data (``tether/guards/data/injection_model.json``),
+produced by ``scripts/train_injection.py``. Inference is pure Python: a set of features, a dict
+lookup per feature, a sigmoid. The heuristics are regular expressions for attack *families*
+(override the instructions, fake system turns, mode switches and authority claims, persona
+jailbreaks, prompt exfiltration, requests for held secrets or other users' data, payload
+splitting, smuggled encoded text, repeated-token floods), each with a weight; they explain a
+verdict with spans. Each regex is gated by cheap substring tests.
 
 The verdict's score is ``max(classifier, noisy-or of the heuristics)``; it fails at
 ``threshold`` (default 0.5). The classifier's probability is rescaled so that its operating
-point (``classifier_threshold``, default 0.8: chosen on the by-source cross-validation, where
-lower points traded a few more detected attacks for many more false alarms on benign styles
-the classifier had not seen) maps to 0.5. Texts longer than 4 KB are scored in overlapping
-windows.
+point (``classifier_threshold``, default 0.5, chosen on the cross-validation in
+``scripts/train_injection.py``: the best row-level balanced accuracy with row-level FPR <= 3%
+and hard-negative FPR <= 2% among the points where no held-out-by-source fold collapses) maps
+to 0.5. Texts longer than 4 KB are scored in overlapping windows.
 """
 
 from __future__ import annotations
@@ -33,31 +38,151 @@ from tether.guards.config import InjectionOptions
 
 WINDOW_CHARS = 4096
 # A handful of words is too little evidence for n-gram weights learnt mostly from longer texts:
-# below FULL_EVIDENCE_WORDS words the logit is shrunk toward a benign prior (most traffic is
-# benign), so short prompts are judged mostly by the heuristics.
-FULL_EVIDENCE_WORDS = 12
+# below FULL_EVIDENCE_WORDS distinct content words (function words do not count) the logit is
+# shrunk toward a benign prior (most traffic is benign), so short prompts lean on the heuristics.
+# 8 was chosen on the cross-validation of scripts/train_injection.py (6 and 12 did no better).
+FULL_EVIDENCE_WORDS = 8
 PRIOR_LOGIT = -2.0
 WINDOW_OVERLAP = 512
 CHAR_NGRAMS = (4,)
 
 
 def normalize(text: str) -> str:
-    """NFKC, case-folded, digits mapped to 0: what both the classifier and training see."""
+    """NFKC, case-folded, leetspeak undone inside words (``1gn0r3`` -> ``ignore``), digits
+    mapped to 0: what both the classifier and training see."""
     text = unicodedata.normalize("NFKC", text).casefold()
+    if len(text.translate(_DROP_DIGITS)) != len(text) and _HAS_LEET.search(text) is not None:
+        text = _LEET_WORD.sub(_unleet, text)
     return text.translate(_DIGITS)
 
 
 _DIGITS = str.maketrans("0123456789", "0000000000")
+_DROP_DIGITS = str.maketrans("", "", "0123456789")
+_LEET = str.maketrans("013457", "oieast")
+# a leet digit next to a letter; a word with one is read as leetspeak
+_HAS_LEET = re.compile(r"[a-z][013457]|[013457][a-z]")
+_LEET_WORD = re.compile(r"\w*(?:[a-z][013457]|[013457][a-z])\w*")
+
+
+def _unleet(m: re.Match[str]) -> str:
+    return m.group().translate(_LEET)
+
+
+# Attack cue words in several languages, mapped to one feature each (``c:ignore``,
+# ``c:secret`` ...), so that weights learnt on English rows carry over to other languages.
+# Word stems (matched at the start of a word), whole words, and substrings for scripts written
+# without spaces and for multi-word terms.
+_CUE_STEM_TEXT = {
+    "ignore": "ignor disregard olvid oubli vergiss dimentic esquec esqueç negeer abaikan zignoruj "
+    "игнор забуд αγνό",
+    "instructions": "instruc instrukt instruks anweisung istruzion consign instructie инструкц "
+    "указани talimat polecen οδηγί",
+    "previous": "previous prior preceding anterior précédent precedent vorherig vorige "
+    "предыдущ sebelumnya önceki poprzedni προηγούμεν",
+    "secret": "password passcode passphrase contraseña contrasena passwort kennwort senha "
+    "wachtwoord пароль şifre hasło hasła κωδικ",
+    "reveal": "reveal disclose leak revela révèle revele verrat rivela скажи покажи назови "
+    "sebutkan söyle podaj",
+    "system_prompt": "systemprompt systemanweisung",
+}
+_CUE_WORDS = {"dime": "reveal", "dimmi": "reveal", "πες": "reveal", "haslo": "secret"}
+_CUE_WORDS |= {w: "mode" for w in ("mode", "modo", "modus", "режим")}
+_CUE_PHRASES = {
+    "mot de passe": "secret",
+    "kata sandi": "secret",
+    "system prompt": "system_prompt",
+    "prompt système": "system_prompt",
+    "prompt du système": "system_prompt",
+    "системный промпт": "system_prompt",
+}
+_CUE_SUBSTRINGS = {
+    "忽略": "ignore",
+    "無視": "ignore",
+    "무시": "ignore",
+    "تجاهل": "ignore",
+    "अनदेखा": "ignore",
+    "指令": "instructions",
+    "指示": "instructions",
+    "지시": "instructions",
+    "التعليمات": "instructions",
+    "निर्देश": "instructions",
+    "之前": "previous",
+    "以前": "previous",
+    "이전": "previous",
+    "السابقة": "previous",
+    "पिछले": "previous",
+    "密码": "secret",
+    "密碼": "secret",
+    "パスワード": "secret",
+    "暗証番号": "secret",
+    "비밀번호": "secret",
+    "كلمة المرور": "secret",
+    "كلمة السر": "secret",
+    "पासवर्ड": "secret",
+    "告诉": "reveal",
+    "教えて": "reveal",
+    "알려": "reveal",
+    "أخبرني": "reveal",
+    "बताओ": "reveal",
+    "系统提示": "system_prompt",
+    "モード": "mode",
+    "模式": "mode",
+    "모드": "mode",
+}
+_STEMS_BY_HEAD: dict[str, list[tuple[str, str]]] = {}
+for _cue, _stems in _CUE_STEM_TEXT.items():
+    for _stem in _stems.split():
+        _STEMS_BY_HEAD.setdefault(_stem[:4], []).append((_stem, _cue))
+
+
+def cues(normalized: str, words: Iterable[str]) -> set[str]:
+    """``c:<cue>`` for each attack cue word in normalised text (``words`` are its words)."""
+    found: set[str] = set()
+    for w in set(words):
+        cue = _CUE_WORDS.get(w)
+        if cue is not None:
+            found.add(cue)
+        for stem, cue in _STEMS_BY_HEAD.get(w[:4], ()):
+            if w.startswith(stem):
+                found.add(cue)
+    for table in (_CUE_PHRASES, _CUE_SUBSTRINGS) if not normalized.isascii() else (_CUE_PHRASES,):
+        for text, cue in table.items():
+            if text in normalized:
+                found.add(cue)
+    return {"c:" + c for c in found}
+
+
+# English function words carry style, not intent: trained on sources that each have one label,
+# a classifier learns "you", "the", "were" as attack words and flags every chatty prompt of a
+# style it has not seen. They are left out of unigrams and char n-grams (bigrams of two
+# function words too); bigrams with one content word keep them ("ignore all", "you are now").
+_STOPWORD_TEXT = """a an the and or but if then so of to in on at by for with from as into onto
+about than i me my mine we us our ours you your yours he him his she her hers it its they them
+their theirs this that these those is am are was were be been being do does did have has had will
+would shall should can could may might must not no s t d ll re ve m o just also very too there here
+what which who whom whose when where why how all any some each every more most other such only own
+same up down out over under again further once"""
+STOPWORDS = frozenset(_STOPWORD_TEXT.split())
 
 
 def featurize(text: str, word_re: re.Pattern[str]) -> set[str]:
-    """The classifier's features: ``w:word``, ``b:word word`` and char n-grams of the words."""
-    words = word_re.findall(normalize(text))
-    feats = {"w:" + w for w in words}
-    feats.update("b:" + a + " " + b for a, b in itertools.pairwise(words))
-    padded = " " + " ".join(words) + " "
-    for n in CHAR_NGRAMS:
-        feats.update(padded[i : i + n] for i in range(len(padded) - n + 1))
+    """The classifier's features: ``w:word`` (content words), ``b:word word``, char n-grams
+    within content words (``<ign``, ``igno`` ... ``ore>``) and ``c:cue`` words."""
+    norm = normalize(text)
+    words = word_re.findall(norm)
+    feats = {"w:" + w for w in words if w not in STOPWORDS}
+    feats.update(
+        "b:" + a + " " + b
+        for a, b in itertools.pairwise(words)
+        if a not in STOPWORDS or b not in STOPWORDS
+    )
+    for w in set(words):
+        if w in STOPWORDS:
+            continue
+        padded = "<" + w + ">"
+        for n in CHAR_NGRAMS:
+            feats.update(padded[i : i + n] for i in range(len(padded) - n + 1))
+    feats.update(cues(norm, words))
     return feats
 
 
@@ -106,59 +231,249 @@ _VERB = r"(?:ignore|ignoring|disregard|forget|neglect|discard|abandon|override|o
 _VERB += r"pay no attention to|do not follow|don'?t follow|stop following|skip)"
 
 
-def heuristic_patterns() -> list[tuple[str, float, str]]:
-    """(family, weight, regex): attack patterns, not dataset rows. The regexes are applied to
-    lower-cased text, so they avoid upper-case escapes (``\\W``, ``\\S``)."""
+_MODES = r"(?:developer|dev|debug|god|sudo|admin|administrator|maintenance|unrestricted|"
+_MODES += r"jailbreak|jailbroken|dan|root|superuser|override|unfiltered|uncensored|unlimited|"
+_MODES += r"diagnostic|system|test|testing|evil|chaos)"
+# things an application holds and an attacker asks for; the negative look-ahead keeps talk
+# about password *policies*, requirements etc. out
+_SECRET = r"(?:password|passcode|passphrase|pin(?: code)?|secret (?:key|code|word|phrase)|"
+_SECRET += r"access code|api key|credentials|private key|unlock (?:code|phrase)|vault code|"
+_SECRET += r"master key|code ?word|login)"
+_NOT_TOPIC = r"(?!\s*(?:polic|requirement|rule|manager|strength|length|reset|recovery|"
+_NOT_TOPIC += r"complexity|guideline|hash|field|generator|format|hygiene|best practice))"
+_ASK = r"(?:reveal|tell|give|share|send|print|provide|spell|show|type|write out|remind|"
+_ASK += r"disclose|leak|need|want|what(?:'s| is| was| would be)|whats)"
+# "what is the password?" in other languages: an asking verb, an optional determiner, the noun
+_FOREIGN_SECRET = (
+    r"(?:cu[aá]l es|dime|d[ée]me|revela\w*|mu[ée]strame|comparte|necesito)\s+(?:la |tu |su |el )?"
+    r"(?:contrase[ñn]a|clave)|"
+    r"(?:quel est|donne[- ]moi|dis[- ]moi|r[ée]v[èe]le\w*|montre[- ]moi)\s+(?:le |ton |votre |ta )?"
+    r"(?:mot de passe|code secret)|"
+    r"(?:wie lautet|was ist|gib mir|sag mir|nenne mir|verrat\w*|zeig mir)\s+(?:bitte )?"
+    r"(?:das |dein |ihr |den |deinen )?(?:geheime[n]? )?(?:passwort|kennwort|schl[üu]ssel)|"
+    r"(?:qual [èe]|dimmi|dammi|rivela\w*)\s+(?:la |il |tua |tuo )?(?:password|parola d'ordine)|"
+    r"(?:qual [ée]|me diga|diga|mostre|revele|me d[êe])\s+(?:a |sua )?senha|"
+    r"(?:wat is|geef|vertel)\s+(?:me )?(?:het |je |jouw )?(?:geheime )?wachtwoord|"
+    r"(?:скажи|назови|какой|дай|покажи)\s+(?:мне )?(?:\w+ )?пароль|"
+    r"(?:sebutkan|beri tahu|apa)\s+(?:\w+ )?kata sandi|"
+    r"(?:şifre(?:yi)?\s+(?:nedir|söyle|ver))|"
+    r"(?:podaj|jakie jest|powiedz)\s+(?:mi )?(?:\w+ )?has[łl]o|"
+    r"密码是什么|告诉我.{0,6}密码|密碼是什麼|パスワード(?:は何|を教え)|暗証番号を教え|"
+    r"비밀번호.{0,6}(?:뭐|알려)|κωδικ\w*.{0,4};|πες μου τον \w* ?κωδικ|"
+    r"(?:كلمة (?:المرور|السر))|पासवर्ड (?:क्या है|बताओ|बताइए)"
+)
+_NOT_HOW = r"(?<!how do i )(?<!how to )(?<!how can i )(?<!how do you )(?<!how should i )"
+_PERSON = r"(?:the|this|that|another|other|previous|last|every|each|all)\s+"
+_PERSON += r"(?:users?|customers?|patients?|clients?|account holders?|employees?)"
+_PRIVATE = r"(?:home |email |e-mail |ip |mailing |physical )?(?:address|email|phone(?: number)?|"
+_PRIVATE += r"date of birth|birth ?(?:day|date|year)|birthday|(?:current )?location|ssn|"
+_PRIVATE += r"social security(?: number)?|credit card(?: number)?|bank (?:balance|details|account)|"
+_PRIVATE += r"account balance|salary|medical (?:history|records?)|password|initials|order history)"
+
+
+_SECRET_WORDS = (
+    "password",
+    "passcode",
+    "passphrase",
+    "pin",
+    "secret ",
+    "access code",
+    "api key",
+    "credentials",
+    "private key",
+    "unlock",
+    "vault",
+    "master key",
+    "code word",
+    "codeword",
+    "login",
+)
+_FOREIGN_SECRET_WORDS = (
+    "contrase",
+    "clave",
+    "mot de passe",
+    "code secret",
+    "passwort",
+    "kennwort",
+    "schl",
+    "password",
+    "parola",
+    "senha",
+    "wachtwoord",
+    "пароль",
+    "kata sandi",
+    "şifre",
+    "hasł",
+    "hasl",
+    "密码",
+    "密碼",
+    "パスワード",
+    "暗証",
+    "비밀번호",
+    "κωδικ",
+    "كلمة",
+    "पासवर्ड",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Pattern:
+    """An attack pattern: ``regex`` runs only if the lower-cased text contains one of
+    ``gates`` (cheap substring tests that keep a 2 KB prompt well under a millisecond)."""
+
+    family: str
+    weight: float
+    regex: str
+    gates: tuple[str, ...] = ()
+
+
+def heuristic_patterns() -> list[Pattern]:
+    """Attack patterns, not dataset rows. The regexes are applied to lower-cased text, so they
+    avoid upper-case escapes (``\\W``, ``\\S``)."""
+    override: tuple[str, ...] = ("ignor", "disregard", "forget", "neglect", "discard", "abandon")
+    override += ("overr", "overw", "pay no attention", "follow", "skip")
     return [
-        (
+        Pattern(
             "override_instructions",
             0.95,
             rf"\b{_VERB}\b(?:[^\w]+\w+){{0,3}}?[^\w]+{_Q}\b(?:[^\w]+\w+){{0,3}}?[^\w]+{_OBJ}\b",
+            override,
         ),
-        ("override_instructions", 0.45, r"\bforget (?:about )?(?:everything|all of that|that)\b"),
-        (
+        Pattern(
+            "override_instructions",
+            0.45,
+            r"\bforget (?:about )?(?:everything|all of that|that)\b",
+            ("forget",),
+        ),
+        Pattern(
+            "override_instructions",
+            0.8,
+            r"\b(?:regardless of|irrespective of|instead of following)\s+(?:any |all |the |your )?"
+            r"(?:previous|prior|earlier|above|original|other|initial)\s+(?:tasks?|instructions?|"
+            r"rules|guidelines|prompts?|directions)\b|"
+            r"\b(?:scratch|drop|throw out|set aside|wipe)\b(?:[^\w]+\w+){0,4}?[^\w]+"
+            r"(?:everything you were told|your (?:earlier |previous |original )?(?:guidelines|"
+            r"instructions|rules|programming))\b",
+            (
+                "regardless",
+                "irrespective",
+                "instead of following",
+                "scratch",
+                "drop",
+                "throw out",
+                "set aside",
+                "wipe",
+            ),
+        ),
+        Pattern(
             "override_instructions",
             0.9,
-            r"\b(?:ignor\w*|olvid\w*|vergiss\w*|oubli\w*|dimentic\w*|esque[cç]\w*)\b.{0,40}?"
+            r"\b(?:ignor\w*|olvid\w*|vergiss\w*|oubli\w*|dimentic\w*|esque[cç]\w*|negeer\w*|"
+            r"abaikan|zignoruj\w*)\b.{0,40}?"
             r"\b(?:instruc\w*|instrukt\w*|anweisung\w*|istruzion\w*|consign\w*|indicaz\w*|"
-            r"vorgab\w*|regl\w*|regel\w*|regol\w*)",
+            r"vorgab\w*|regl\w*|regel\w*|regol\w*|talimat\w*|polecen\w*)",
+            (
+                "ignor",
+                "olvid",
+                "vergiss",
+                "oubli",
+                "dimentic",
+                "esque",
+                "negeer",
+                "abaikan",
+                "zignoruj",
+            ),
         ),
-        (
+        Pattern(
             "override_instructions",
             0.9,
-            r"(?:이전|위의?).{0,6}지시|以前の指示|之前的指令|忽略|"
-            r"игнорир\w*|забудь\w*",
+            r"(?:이전|위의?).{0,6}지시|以前の指示|これまでの指示|之前的.{0,4}指令|忽略|無視して|"
+            r"игнорир\w*|забудь\w*|αγνό\w*.{0,30}οδηγ\w*|تجاهل|अनदेखा|yok say",
+            (
+                "지시",
+                "指示",
+                "指令",
+                "忽略",
+                "無視",
+                "игнорир",
+                "забудь",
+                "αγνό",
+                "تجاهل",
+                "अनदेखा",
+                "yok say",
+            ),
         ),
-        (
+        Pattern(
             "new_instructions",
             0.75,
             r"\b(?:new|updated|revised|real|actual|true|secret|hidden)\s+"
-            r"(?:instructions?|task|directive|rules|system prompt|objective)\s*(?:is|are|:|-)",
+            r"(?:instructions?|task|directive|rules?|system prompt|objective)"
+            r"\s*(?:is|are|:|-|for you)",
+            ("instruction", "task", "directive", "rule", "system prompt", "objective"),
         ),
-        ("new_instructions", 0.6, r"\bfrom now on\b.{0,40}\byou\b"),
-        (
+        Pattern("new_instructions", 0.6, r"\bfrom now on\b.{0,40}\byou\b", ("from now on",)),
+        Pattern(
             "fake_system_turn",
             0.85,
             r"<\|(?:im_start|im_end|system|endoftext)\|>|\[/?inst\]|<<sys>>|"
             r"(?:^|\n)\s*#{2,}\s*(?:system|instruction|new instructions?)\b|"
-            r"(?:^|\n)\s*(?:system|assistant)\s*:\s|\[(?:system|admin)(?: message)?\]",
+            r"(?:^|\n)\s*(?:system|assistant)\s*:\s|\[(?:system|admin)(?: message)?\]|"
+            r"\b(?:important )?system (?:notice|message|override)\s*:",
+            ("<|", "inst]", "<<sys", "system", "instruction", "assistant", "[admin"),
         ),
-        (
+        Pattern(
             "mode_switch",
             0.8,
-            r"\b(?:developer|dev|debug|god|sudo|admin|maintenance|unrestricted|jailbreak|dan)\s+"
-            r"mode\b|\bdo anything now\b|\bjailbr(?:eak|oken)\b",
+            rf"(?<!how to )(?<!how do i )(?<!how can i )(?<!how do you )"
+            rf"\b(?:enable|activate|enter|entering|switch (?:in)?to|turn on|engage|unlock|"
+            rf"you are (?:now )?in|you're (?:now )?in)\s+(?:the |a |an )?['\"]?{_MODES}"
+            rf"(?: \w+)?['\"]? mode\b|"
+            rf"<\s*/?\s*{_MODES}(?: \w+)? mode\s*>|\[\s*{_MODES}(?: \w+)? mode\b|"
+            rf"\b{_MODES} mode (?:is )?(?:now )?(?:on|activated|enabled|engaged|unlocked)\b",
+            (" mode",),
         ),
-        (
+        Pattern(
+            "mode_switch",
+            0.8,
+            r"\bdo anything now\b|\bjailbroken\b|\bjailbreak mode\b",
+            ("do anything now", "jailbr"),
+        ),
+        Pattern("mode_switch", 0.35, rf"\b{_MODES}\s+mode\b|\bjailbreak\b", ("mode", "jailbreak")),
+        Pattern(
+            "authority_claim",
+            0.45,
+            r"\b(?:i am|i'm|this is|as)\s+(?:god|your (?:creator|developer|programmer|admin\w*|"
+            r"owner|master|maker|operator))\b",
+            ("god", "your "),
+        ),
+        Pattern(
             "persona_jailbreak",
             0.75,
             r"\b(?:no longer|not) (?:bound|restricted|limited) by\b|"
             r"\b(?:broken|break) free of\b|\bdoes not have to (?:abide|follow|comply)\b|"
             r"\b(?:without|free (?:of|from)|no) (?:any )?(?:ethical|moral|content) "
             r"(?:guidelines|restrictions|limitations|filters|constraints|polic(?:y|ies))\b|"
-            r"\b(?:openai|anthropic|content) polic(?:y|ies)\b",
+            r"\b(?:openai|anthropic|content) polic(?:y|ies)\b|"
+            r"\b(?:you are|you're|act as|pretend to be|become)\s+(?:now\s+)?"
+            r"(?:dan|stan|dude|mongo tom)\b(?!['’])",
+            (
+                "bound by",
+                "restricted by",
+                "limited by",
+                "free of",
+                "does not have to",
+                "ethical",
+                "moral",
+                "content",
+                "polic",
+                "you are",
+                "you're",
+                "act as",
+                "pretend to be",
+                "become",
+            ),
         ),
-        (
+        Pattern(
             "prompt_exfiltration",
             0.85,
             r"\b(?:reveal|show|print|repeat|output|display|tell|give|share|leak|disclose|"
@@ -166,21 +481,108 @@ def heuristic_patterns() -> list[tuple[str, float, str]]:
             r"(?:(?:your|the|my|this) (?:system|initial|original|hidden|secret|confidential) "
             r"(?:prompt|instructions|message|rules)|(?:the )?(?:text|words|instructions) "
             r"(?:above|before this)|everything (?:above|before))\b",
+            ("prompt", "instructions", "message", "rules", "above", "before this"),
         ),
-        (
+        Pattern(
             "secret_request",
             0.6,
-            r"\b(?:reveal|tell|give|share|send|print|provide|spell|what(?:'s| is))\b"
-            r"(?:[^\w]+\w+){0,4}?[^\w]+(?:your|the|our|its) "
-            r"(?:password|passcode|secret (?:key|code|word)|api key|credentials|access code)\b",
+            rf"\b{_ASK}\b(?:[^\w]+\w+){{0,4}}?[^\w]+(?:your|the|our|its|that) "
+            rf"(?:secret |hidden |admin |real |actual |current )?{_SECRET}\b{_NOT_TOPIC}",
+            _SECRET_WORDS,
         ),
-        (
+        Pattern("secret_request", 0.6, _FOREIGN_SECRET, _FOREIGN_SECRET_WORDS),
+        Pattern(
+            "secret_request",
+            0.6,
+            r"\b(?:poem|haiku|limerick|song|acrostic|riddle|story|rap|sonnet|rhyme)\b[^.?!]{0,30}?"
+            rf"\babout (?:the|your) (?:secret |hidden )?{_SECRET}\b|"
+            rf"\b(?:spell|write|encode|translate|reverse|say)\s+(?:the|your) (?:secret |hidden )?"
+            rf"{_SECRET}\b[^.?!]{{0,20}}?\b(?:backwards?|reversed?|in pig latin|in base ?64|"
+            r"in hex\w*|letter by letter|one letter|with spaces?|in (?:french|spanish|german|"
+            r"morse|binary|code|emojis?)|phonetic\w*|ascii)|"
+            rf"\b(?:first|last) (?:\w+ )?(?:letters?|characters?|digits?) of (?:the|your) "
+            rf"(?:secret |hidden )?{_SECRET}\b",
+            _SECRET_WORDS,
+        ),
+        Pattern(
+            "private_data_request",
+            0.6,
+            rf"{_NOT_HOW}\b(?:what|where|which|tell|give|share|print|show|list|reveal|look up|"
+            rf"retrieve|provide|send)\b[^.?!]{{0,40}}?\b{_PERSON}(?:'s?|s')?\s+{_PRIVATE}\b|"
+            rf"\bwhere (?:does|do) {_PERSON} (?:currently )?live\b",
+            ("user", "customer", "patient", "client", "account holder", "employee"),
+        ),
+        Pattern(
+            "payload_splitting",
+            0.6,
+            r"\b(?:combine|concatenate|join|assemble|put together|merge)\b[^.?!]{0,40}?"
+            r"\b(?:and|then)\s+(?:answer|follow|execute|obey|do what|respond to|act on)\b|"
+            r"\banswer the question (?:using|made of|from) (?:the following|these) "
+            r"(?:parts|pieces|fragments)\b",
+            ("combine", "concatenate", "join", "assemble", "put together", "merge", "answer the"),
+        ),
+        Pattern(
+            "payload_splitting",
+            0.6,
+            r"(?:\b[a-z]\w{0,2}\s*=\s*[\"'][^\"'\n]{2,}[\"'][\s,;.]*(?:and\s+)?){2,}"
+            r"[^\n]{0,120}?(?:\b(?:do|follow|execute|obey|answer|respond to|act on|run)\b"
+            r"[^\n]{0,30}?\b[a-z]\w{0,2}\s*\+\s*[a-z]\w{0,2}\b|\b[a-z]\w{0,2}\s*\+\s*[a-z]\w{0,2}"
+            r"\b[^\n]{0,60}?\b(?:do what|follow|execute|obey|answer it|respond to it|act on))",
+            ('= "', '="', "= '", "='"),
+        ),
+        Pattern(
             "smuggled_payload",
-            0.55,
-            r"(?:\b[01]{8}\b\s*){12,}|(?<![a-z0-9+/])[A-Za-z0-9+/]{48,}={0,2}|(?:\\x[0-9a-f]{2}){12,}",
+            0.7,
+            r"\bdecod\w*\b[^.?!]{0,60}?\b(?:and|then)\s+(?:follow|execute|obey|do (?:what|exactly)|"
+            r"act on|answer|respond to)\b",
+            ("decod",),
         ),
-        ("repeated_token", 0.55, r"(\b[^\s]{1,40}\b)(?:[^\w]{1,3}\1\b){19,}"),
+        Pattern("smuggled_payload", 0.55, r"(?:[01]{8}\s+){11}[01]{8}", ("0000", "1 0", "0 1")),
+        Pattern("smuggled_payload", 0.55, r"(?:\\x[0-9a-f]{2}){12,}", ("\\x",)),
     ]
+
+
+# a base64 run: these characters only, 48 or more of them (checked in code, see _base64_run)
+_B64_RUN = re.compile(r"[A-Za-z0-9+/]{48,}={0,2}")
+# hex of printable ASCII: every byte's first digit is 2-7, which keeps the scan fast
+_HEX_TEXT = re.compile(r"(?<![0-9a-f])(?:[2-7][0-9a-f][ ]?){16,}(?![0-9a-f])")
+_TOKEN = re.compile(r"\S+")
+
+
+def hidden_text(text: str) -> tuple[int, int] | None:
+    """The span of a hex run (``48656c6c6f`` or ``48 65 6c``) that decodes to readable ASCII
+    words: instructions smuggled past a reader. Hashes and ids decode to binary noise."""
+    if len(text) - len(text.translate(_NO_DIGITS)) < 16:
+        return None
+    for m in _HEX_TEXT.finditer(text):
+        raw = bytes.fromhex(m.group().replace(" ", ""))
+        printable = sum(1 for b in raw if 32 <= b < 127)
+        letters = sum(1 for b in raw if 65 <= b <= 90 or 97 <= b <= 122)
+        if printable == len(raw) and letters >= 0.6 * len(raw) and b" " in raw:
+            return m.start(), m.end()
+    return None
+
+
+def repeated_run(text: str, *, times: int = 20, max_period: int = 4) -> tuple[int, int] | None:
+    """The span of a token or short phrase repeated ``times`` times in a row (a flood that
+    pushes the instructions out of the context or makes the model diverge)."""
+    words = text.translate(_PUNCT).split()
+    for period in range(1, max_period + 1):
+        need = (times - 1) * period
+        if len(words) <= need:
+            break
+        same = "".join(
+            ["1" if a == b else "0" for a, b in zip(words, words[period:], strict=False)]
+        )
+        at = same.find("1" * need)
+        if at >= 0:
+            spans = [m.span() for m in _TOKEN.finditer(text.translate(_PUNCT))]
+            return spans[at][0], spans[min(at + need + period, len(spans) - 1)][1]
+    return None
+
+
+_PUNCT = str.maketrans({c: " " for c in ".,;:!?\"'()[]{}"})
+_NO_DIGITS = str.maketrans("", "", "0123456789")
 
 
 class Heuristics:
@@ -188,34 +590,56 @@ class Heuristics:
 
     Patterns run case-sensitively on the lower-cased text (much faster than IGNORECASE); when
     lower-casing changes the length (a few non-ASCII letters) the IGNORECASE copies are used so
-    spans stay exact."""
+    spans stay exact. Code checks add smuggled base64 / hex text and repeated-token floods."""
 
     def __init__(self) -> None:
         specs = heuristic_patterns()
-        self.patterns = [(f, w, re.compile(rx.lower(), re.DOTALL)) for f, w, rx in specs]
-        self._folded = [(f, w, re.compile(rx, re.IGNORECASE | re.DOTALL)) for f, w, rx in specs]
+        self.patterns = [
+            (p.family, p.weight, re.compile(p.regex.lower(), re.DOTALL), p.gates) for p in specs
+        ]
+        self._folded = [
+            (p.family, p.weight, re.compile(p.regex, re.IGNORECASE | re.DOTALL), p.gates)
+            for p in specs
+        ]
 
     def scan(self, text: str) -> tuple[float, list[Finding]]:
         low = text.lower()
         patterns = self.patterns
         if len(low) != len(text):
             low, patterns = text, self._folded
+        gate_text = low if patterns is self.patterns else text.lower()
         findings: list[Finding] = []
         best: dict[str, float] = {}
-        for family, weight, rx in patterns:
-            m = rx.search(low)
-            if m is None:
-                continue
+
+        def hit(family: str, weight: float, start: int, end: int) -> None:
             best[family] = max(best.get(family, 0.0), weight)
-            if any(f.type == family and f.start == m.start() for f in findings):
+            if not any(f.type == family and f.start == start for f in findings):
+                findings.append(Finding(family, start, end, text[start:end][:200], weight))
+
+        for family, weight, rx, gates in patterns:
+            if gates and not any(map(gate_text.__contains__, gates)):
                 continue
-            findings.append(
-                Finding(family, m.start(), m.end(), text[m.start() : m.end()][:200], weight)
-            )
+            m = rx.search(low)
+            if m is not None:
+                hit(family, weight, m.start(), m.end())
+        for family, weight, span in (
+            ("smuggled_payload", 0.55, _base64_run(text)),
+            ("smuggled_payload", 0.7, hidden_text(low)),
+            ("repeated_token", 0.55, repeated_run(low)),
+        ):
+            if span is not None:
+                hit(family, weight, *span)
         clean = 1.0
         for weight in best.values():
             clean *= 1.0 - weight
         return 1.0 - clean, findings
+
+
+def _base64_run(text: str) -> tuple[int, int] | None:
+    if len(text) < 48:
+        return None
+    m = _B64_RUN.search(text)
+    return None if m is None else (m.start(), m.end())
 
 
 # --------------------------------------------------------------------------- the guard
