@@ -43,8 +43,11 @@ def tether_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Comp
 class GatewayProcess:
     """``tether serve --config CONFIG`` on a free port; ``stop()`` sends SIGTERM (graceful)."""
 
-    def __init__(self, config: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, config: Path, env: dict[str, str] | None = None, args: tuple[str, ...] = ()
+    ) -> None:
         self.config = config
+        self.args = args
         self.port = free_port()
         self.env = {**os.environ, **(env or {})}
         self.proc: subprocess.Popen[str] | None = None
@@ -72,6 +75,7 @@ class GatewayProcess:
                 str(self.port),
                 "--log-level",
                 "warning",
+                *self.args,
             ],
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -344,3 +344,26 @@ def test_keys_scope_features(tmp_path: Path, upstream: FaultyUpstream) -> None:
                     model="down", messages=[{"role": "user", "content": "x"}]
                 )
             assert [m.id for m in scoped.models.list()] == ["chat"]
+
+
+def test_several_workers_serve_the_same_features(tmp_path: Path, upstream: FaultyUpstream) -> None:
+    config = tmp_path / "tether.yaml"
+    config.write_text(
+        CONFIG.format(up=upstream.base_url, gone=refused_base_url(), otlp="").replace(
+            'otlp_endpoint: ""', "otlp_endpoint: null"
+        )
+    )
+    with (
+        GatewayProcess(config, args=("--workers", "2")) as gw,
+        openai.OpenAI(base_url=gw.base_url, api_key="x", max_retries=0) as c,
+    ):
+        assert gw.proc is not None
+        children = Path(f"/proc/{gw.proc.pid}/task/{gw.proc.pid}/children").read_text().split()
+        assert len(children) >= 2, "uvicorn should have started two worker processes"
+        answers = {
+            c.chat.completions.create(model="chat", messages=[{"role": "user", "content": str(i)}])
+            .choices[0]
+            .message.content
+            for i in range(6)
+        }
+    assert answers == {"Hello from upstream."}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -61,4 +62,19 @@ def serve(
         f"tether gateway on http://{host}:{port}/v1 serving "
         f"{', '.join(settings.config.features) or 'no features'}"
     )
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, lifespan="on")
+    from tether.gateway.entry import CONFIG_ENV, tune_gc
+
+    if workers == 1:
+        app = create_app(settings)
+        tune_gc()
+        uvicorn.run(app, host=host, port=port, log_level=log_level)
+        return
+    os.environ[CONFIG_ENV] = str(config.resolve())
+    uvicorn.run(
+        "tether.gateway.entry:app_factory",
+        factory=True,
+        workers=workers,
+        host=host,
+        port=port,
+        log_level=log_level,
+    )
