@@ -80,6 +80,7 @@ class GatewayRuntime:
             sinks.append(self.metrics)
         self._tether = Tether(self.settings.config, providers=self._providers, sink=FanOut(*sinks))
         self.metrics.watch(health=self._tether.health, queue=lambda: writer.stats)
+        _ = self._tether.pipeline  # compile templates and chains now, not on the first call
         self._auth = Authenticator(
             self._store.keys,
             self.settings.admin_token,
