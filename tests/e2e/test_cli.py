@@ -106,3 +106,11 @@ def test_run_stream_and_errors(scripted_config: Path) -> None:
     assert bad_var.returncode == 2 and "key=value" in bad_var.stderr
     unknown = tether("run", "nope", "-c", str(scripted_config))
     assert unknown.returncode == 2 and "declared: down, greet" in unknown.stderr
+
+
+def test_every_example_config_is_valid() -> None:
+    examples = sorted((Path(__file__).resolve().parents[2] / "examples").rglob("tether.yaml"))
+    assert examples, "examples/ should hold at least one tether.yaml"
+    for config in examples:
+        out = tether("check", str(config))
+        assert out.returncode == 0, f"{config}: {out.stderr}"
