@@ -176,6 +176,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--litellm", help="path to the litellm executable (separate venv)")
+    parser.add_argument(
+        "--concurrency", type=int, nargs="*", default=list(CONCURRENCY), help="levels to run"
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install wrk")
@@ -206,7 +209,7 @@ def report(targets: dict[str, str], args: argparse.Namespace, workdir: Path) -> 
     )
     header = f"{'conc':>4} {'target':>8} {'RPS':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6}"
     print(header)
-    for concurrency in CONCURRENCY:
+    for concurrency in args.concurrency:
         runs = {}
         for name, url in targets.items():
             model = "gpt-4o-mini" if name == "direct" else "bench"

@@ -79,17 +79,17 @@ M = TypeVar("M", bound=BaseModel)
 
 
 def parse_body(model: type[M], body: bytes) -> M:
-    """Parse and validate a JSON body; errors name the field and what it should be."""
+    """Parse and validate a JSON body in one pass; errors name the field and what it should
+    be."""
     try:
-        raw = json.loads(body) if body else None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidRequest(f"the request body is not valid JSON ({exc})") from None
-    if not isinstance(raw, dict):
-        raise InvalidRequest("the request body must be a JSON object")
-    try:
-        return model.model_validate(raw)
+        return model.model_validate_json(body or b"null")
     except ValidationError as exc:
         first = exc.errors()[0]
+        if first["type"] == "json_invalid":
+            reason = first.get("ctx", {}).get("error", first["msg"])
+            raise InvalidRequest(f"the request body is not valid JSON ({reason})") from None
+        if first["type"] == "model_type" and not first["loc"]:
+            raise InvalidRequest("the request body must be a JSON object") from None
         where = ".".join(str(p) for p in first["loc"]) or "body"
         more = f" (and {exc.error_count() - 1} more problems)" if exc.error_count() > 1 else ""
         raise InvalidRequest(f"{where}: {first['msg']}{more}", param=where) from None
