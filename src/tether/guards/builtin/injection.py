@@ -330,6 +330,17 @@ class Pattern:
 def heuristic_patterns() -> list[Pattern]:
     """Attack patterns, not dataset rows. The regexes are applied to lower-cased text, so they
     avoid upper-case escapes (``\\W``, ``\\S``)."""
+    return [
+        *_instruction_patterns(),
+        *_new_rules_patterns(),
+        *_persona_patterns(),
+        *_exfiltration_patterns(),
+        *_smuggling_patterns(),
+    ]
+
+
+def _instruction_patterns() -> list[Pattern]:
+    """Attempts to override the instructions the model was given."""
     override: tuple[str, ...] = ("ignor", "disregard", "forget", "neglect", "discard", "abandon")
     override += ("overr", "overw", "pay no attention", "follow", "skip")
     return [
@@ -403,6 +414,12 @@ def heuristic_patterns() -> list[Pattern]:
                 "yok say",
             ),
         ),
+    ]
+
+
+def _new_rules_patterns() -> list[Pattern]:
+    """Attempts to install new rules: "from now on", fake system or assistant turns."""
+    return [
         Pattern(
             "new_instructions",
             0.75,
@@ -421,6 +438,12 @@ def heuristic_patterns() -> list[Pattern]:
             r"\b(?:important )?system (?:notice|message|override)\s*:",
             ("<|", "inst]", "<<sys", "system", "instruction", "assistant", "[admin"),
         ),
+    ]
+
+
+def _persona_patterns() -> list[Pattern]:
+    """Attempts to change who the model is: modes, authority claims, personas."""
+    return [
         Pattern(
             "mode_switch",
             0.8,
@@ -473,6 +496,12 @@ def heuristic_patterns() -> list[Pattern]:
                 "become",
             ),
         ),
+    ]
+
+
+def _exfiltration_patterns() -> list[Pattern]:
+    """Attempts to extract the prompt, a held secret or other users' data."""
+    return [
         Pattern(
             "prompt_exfiltration",
             0.85,
@@ -512,6 +541,12 @@ def heuristic_patterns() -> list[Pattern]:
             rf"\bwhere (?:does|do) {_PERSON} (?:currently )?live\b",
             ("user", "customer", "patient", "client", "account holder", "employee"),
         ),
+    ]
+
+
+def _smuggling_patterns() -> list[Pattern]:
+    """Instructions hidden in pieces or encodings."""
+    return [
         Pattern(
             "payload_splitting",
             0.6,
