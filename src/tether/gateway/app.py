@@ -116,13 +116,12 @@ class Routes:
         chat = wire.parse_body(wire.ChatRequest, body)
         feature, _, _variant = chat.model.partition(":")
         self.auth.check_scope(key, feature)
-        extra_vars = chat.model_extra.get("tether_variables") if chat.model_extra else None
+        extra_vars = (chat.model_extra or {}).get(wire.VARIABLES_FIELD)
         variables: dict[str, Any] = {"message": wire.last_user_text(chat)}
         if isinstance(extra_vars, dict):
             variables.update(extra_vars)
         pipeline = self.rt.tether.pipeline
         model_request = wire.to_model_request(chat)
-        model_request.extra.pop("tether_variables", None)
         call = pipeline.start(
             feature, variables, request=model_request, user=chat.user, metadata=chat.metadata
         )

@@ -76,6 +76,7 @@ class NativeRunRequest(BaseModel):
 
 
 M = TypeVar("M", bound=BaseModel)
+VARIABLES_FIELD = "tether_variables"  # extra body field: template variables, not for the model
 
 
 def parse_body(model: type[M], body: bytes) -> M:
@@ -115,8 +116,7 @@ def to_model_request(chat: ChatRequest) -> ModelRequest:
         calls = [ToolCall(c.id, c.function.name, c.function.arguments) for c in m.tool_calls or []]
         role = "system" if m.role == "developer" else m.role
         messages.append(Message(role, _text(m.content), calls or None, m.tool_call_id, m.name))
-    known = set(ChatRequest.model_fields)
-    extra = {k: v for k, v in (chat.model_extra or {}).items() if k not in known}
+    extra = {k: v for k, v in (chat.model_extra or {}).items() if k != VARIABLES_FIELD}
     stop = [chat.stop] if isinstance(chat.stop, str) else chat.stop
     return ModelRequest(
         messages=messages,
