@@ -36,8 +36,9 @@ LUA = """\
 wrk.method = "POST"
 wrk.body = '{"model":"%s","messages":[{"role":"user","content":"Say hi"}]}'
 wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer sk-bench-key"
+wrk.headers["Authorization"] = "Bearer %s"
 """
+LITELLM_KEY = "sk-bench-key"
 
 
 @dataclass
@@ -59,9 +60,18 @@ def to_ms(text: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
 
 
-def wrk(url: str, model: str, concurrency: int, seconds: float, workdir: Path) -> Run:
-    script = workdir / f"{model}.lua"
-    script.write_text(LUA % model)
+@dataclass(frozen=True)
+class Target:
+    """An endpoint under load: its URL, the model field to send and the bearer key."""
+
+    url: str
+    model: str
+    key: str = "none"
+
+
+def wrk(target: Target, concurrency: int, seconds: float, workdir: Path) -> Run:
+    script = workdir / f"{target.model}-{target.key[:12]}.lua"
+    script.write_text(LUA % (target.model, target.key))
     threads = min(concurrency, 2)
     out = subprocess.run(
         [
@@ -75,7 +85,7 @@ def wrk(url: str, model: str, concurrency: int, seconds: float, workdir: Path) -
             "--latency",
             "-s",
             str(script),
-            url,
+            target.url,
         ],
         capture_output=True,
         text=True,
@@ -116,7 +126,7 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 def start_tether(
     upstream_url: str, workdir: Path, workers: int
-) -> tuple[subprocess.Popen[bytes], str]:
+) -> tuple[subprocess.Popen[bytes], Target]:
     config = workdir / "tether.yaml"
     config.write_text(
         "providers:\n"
@@ -125,6 +135,13 @@ def start_tether(
         "  bench:\n    model: mock:gpt-4o-mini\n    on_failure: {respond: unavailable}\n"
         f"store: {{url: 'sqlite:///{workdir}/traces.db'}}\n"
     )
+    created = subprocess.run(  # callers authenticate with a scoped key, as in production
+        [sys.executable, "-m", "tether", "keys", "create", "-c", str(config), "-s", "bench"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    key = created.stdout.split()[0]
     port = free_port()
     proc = subprocess.Popen(
         [
@@ -145,17 +162,17 @@ def start_tether(
         stderr=subprocess.DEVNULL,
     )
     wait_ready(f"http://127.0.0.1:{port}/readyz", proc, "tether serve")
-    return proc, f"http://127.0.0.1:{port}/v1/chat/completions"
+    return proc, Target(f"http://127.0.0.1:{port}/v1/chat/completions", "bench", key)
 
 
 def start_litellm(
     binary: str, upstream_url: str, workdir: Path
-) -> tuple[subprocess.Popen[bytes], str]:
+) -> tuple[subprocess.Popen[bytes], Target]:
     config = workdir / "litellm.yaml"
     config.write_text(
         "model_list:\n  - model_name: bench\n    litellm_params:\n"
         f"      model: openai/gpt-4o-mini\n      api_base: {upstream_url}\n      api_key: mock\n"
-        "general_settings:\n  master_key: sk-bench-key\n"
+        f"general_settings:\n  master_key: {LITELLM_KEY}\n"
     )
     port = free_port()
     proc = subprocess.Popen(
@@ -165,7 +182,7 @@ def start_litellm(
         env={**os.environ, "LITELLM_LOG": "ERROR", "LITELLM_LOCAL_MODEL_COST_MAP": "True"},
     )
     wait_ready(f"http://127.0.0.1:{port}/health/liveliness", proc, "litellm")
-    return proc, f"http://127.0.0.1:{port}/v1/chat/completions"
+    return proc, Target(f"http://127.0.0.1:{port}/v1/chat/completions", "bench", LITELLM_KEY)
 
 
 def main() -> None:
@@ -187,8 +204,7 @@ def main() -> None:
         FaultyUpstream(text="hi", latency_ms=args.latency_ms) as upstream,
     ):
         workdir = Path(tmp)
-        direct_url = f"{upstream.base_url}/chat/completions"
-        targets = {"direct": direct_url}
+        targets = {"direct": Target(f"{upstream.base_url}/chat/completions", "gpt-4o-mini")}
         procs = []
         proc, targets["tether"] = start_tether(upstream.base_url, workdir, args.workers)
         procs.append(proc)
@@ -202,7 +218,7 @@ def main() -> None:
                 stop(proc)
 
 
-def report(targets: dict[str, str], args: argparse.Namespace, workdir: Path) -> None:
+def report(targets: dict[str, Target], args: argparse.Namespace, workdir: Path) -> None:
     print(
         f"mock upstream latency {args.latency_ms:.0f} ms, {args.seconds:.0f} s per run, "
         f"tether workers {args.workers}, load from wrk"
@@ -211,15 +227,16 @@ def report(targets: dict[str, str], args: argparse.Namespace, workdir: Path) -> 
     print(header)
     for concurrency in args.concurrency:
         runs = {}
-        for name, url in targets.items():
-            model = "gpt-4o-mini" if name == "direct" else "bench"
-            wrk(url, model, concurrency, 1.0, workdir)  # warm up connections and caches
-            runs[name] = wrk(url, model, concurrency, args.seconds, workdir)
+        for name, target in targets.items():
+            wrk(target, concurrency, 1.0, workdir)  # warm up connections and caches
+            runs[name] = wrk(target, concurrency, args.seconds, workdir)
             r = runs[name]
             print(
                 f"{concurrency:>4} {name:>8} {r.rps:>9.0f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f} "
                 f"{r.errors:>6}"
             )
+        if failed := {name: r.errors for name, r in runs.items() if r.errors}:
+            print(f"     WARNING: failed requests {failed}: these numbers do not compare")
         d, t = runs["direct"], runs["tether"]
         line = (
             f"     added by tether: p50 {t.p50_ms - d.p50_ms:+.2f} ms, "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -66,3 +67,52 @@ def test_admin_token(store: Store) -> None:
     with pytest.raises(PermissionDenied, match="wrong admin token"):
         auth.require_admin({"authorization": "Bearer nope"})
     auth.require_admin({"authorization": "Bearer s3cret"})
+
+
+async def test_concurrent_calls_with_an_uncached_key_share_one_lookup(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, plaintext = store.keys.create("svc", ["chat"])
+    lookups: list[str] = []
+    verify = store.keys.verify
+
+    def counted(token: str) -> object:
+        lookups.append(token)
+        return verify(token)
+
+    monkeypatch.setattr(store.keys, "verify", counted)
+    auth = Authenticator(store.keys, None)
+    headers = {"authorization": f"Bearer {plaintext}"}
+    keys = await asyncio.gather(*(auth.key(headers) for _ in range(20)))
+    assert {k.name for k in keys if k is not None} == {"svc"} and len(keys) == 20
+    assert len(lookups) == 1
+
+
+async def test_a_key_in_use_is_reverified_in_the_background(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = [0.0]
+    key_id, plaintext = store.keys.create("svc", ["chat"])
+    lookups: list[float] = []
+    verify = store.keys.verify
+
+    def counted(token: str) -> object:
+        lookups.append(now[0])
+        return verify(token)
+
+    monkeypatch.setattr(store.keys, "verify", counted)
+    auth = Authenticator(store.keys, None, cache_ttl_s=4, clock=lambda: now[0])
+    headers = {"authorization": f"Bearer {plaintext}"}
+    await auth.key(headers)
+    now[0] = 3.0  # past half the ttl: answered from the cache, refreshed behind it
+    store.keys.revoke(key_id)
+    assert await auth.key(headers) is not None
+    for _ in range(100):  # the refresh runs in a worker thread
+        if len(lookups) == 2 and not auth._cache._loading:
+            break
+        await asyncio.sleep(0.01)
+    assert lookups == [0.0, 3.0]
+    now[0] = 6.0  # 3 s after the refresh began: its answer (revoked) is in force, no new lookup
+    with pytest.raises(AuthenticationFailed, match="unknown or revoked"):
+        await auth.key(headers)
+    assert lookups == [0.0, 3.0]

@@ -2,22 +2,28 @@
 
 Keys are verified against the store (hashed at rest) and cached briefly in memory so the hot
 path does not hit the database on every call; a revoked key stops working within
-``cache_ttl_s``. Until the first key is created the gateway runs in local mode: calls without a
-key are accepted, and ``tether serve`` binds to 127.0.0.1 only.
+``cache_ttl_s``. A key in use is re-verified in the background once half that time has passed,
+so its callers never wait on the database, and however many calls arrive with an expired key,
+the database is asked once. Until the first key is created the gateway runs in local mode:
+calls without a key are accepted, and ``tether serve`` binds to 127.0.0.1 only.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 from tether.errors import AuthenticationFailed, PermissionDenied
 from tether.store.keys import ApiKey, KeyStore, hash_key
 
 ADMIN_TOKEN_ENV = "TETHER_ADMIN_TOKEN"
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
 
 
 def bearer(headers: Mapping[str, str]) -> str | None:
@@ -31,23 +37,71 @@ def bearer(headers: Mapping[str, str]) -> str | None:
 
 
 @dataclass
+class LoadingCache(Generic[K, V]):
+    """Values loaded in a worker thread and trusted for ``ttl_s`` from when their load began.
+
+    An entry used after half its ``ttl_s`` is reloaded in the background while callers keep
+    getting it; only an entry older than ``ttl_s`` (or missing) makes callers wait, and
+    concurrent callers then share one load.
+    """
+
+    ttl_s: float
+    clock: Callable[[], float]
+    max_entries: int = 10_000
+    entries: dict[K, tuple[float, V]] = field(default_factory=dict)
+    _loading: dict[K, asyncio.Future[V]] = field(default_factory=dict)
+
+    async def get(self, key: K, load: Callable[[], V]) -> V:
+        entry = self.entries.get(key)
+        if entry is not None:
+            age = self.clock() - entry[0]
+            if age <= self.ttl_s:
+                if age > self.ttl_s / 2 and key not in self._loading:
+                    self._start(key, load)
+                return entry[1]
+        loading = self._loading.get(key) or self._start(key, load)
+        return await asyncio.shield(loading)  # a cancelled caller leaves the load to others
+
+    def _start(self, key: K, load: Callable[[], V]) -> asyncio.Future[V]:
+        started = self.clock()
+        loading = asyncio.get_running_loop().run_in_executor(None, load)
+        self._loading[key] = loading
+
+        def settle(done: asyncio.Future[V]) -> None:
+            self._loading.pop(key, None)
+            if done.cancelled() or done.exception() is not None:
+                return  # waiting callers get the error; a background refresh tries again later
+            if len(self.entries) >= self.max_entries:
+                self.entries.clear()
+            self.entries[key] = (started, done.result())
+
+        loading.add_done_callback(settle)
+        return loading
+
+
+@dataclass
 class Authenticator:
     keys: KeyStore
     admin_token: str | None
     cache_ttl_s: float = 5.0
     clock: Callable[[], float] = time.monotonic
-    _cache: dict[str, tuple[float, ApiKey | None]] = field(default_factory=dict)
-    _any_keys: tuple[float, bool] = (-1e18, False)
+    _cache: LoadingCache[str, ApiKey | None] = field(init=False)
+    _any_keys: LoadingCache[str, bool] = field(init=False)
+    _keys_exist: bool = False
+
+    def __post_init__(self) -> None:
+        self._cache = LoadingCache(self.cache_ttl_s, self.clock)
+        self._any_keys = LoadingCache(self.cache_ttl_s, self.clock)
 
     async def local_mode(self) -> bool:
         """True while no key was ever created (calls without a key are then accepted). Revoking
         every key does not reopen the gateway: once keys exist, keys are required."""
-        checked_at, any_keys = self._any_keys
-        if self.clock() - checked_at > self.cache_ttl_s:
-            created = await asyncio.to_thread(self.keys.list, include_revoked=True)
-            any_keys = bool(created)
-            self._any_keys = (self.clock(), any_keys)
-        return not any_keys
+        if not self._keys_exist:
+            self._keys_exist = await self._any_keys.get("any", self._created_any)
+        return not self._keys_exist
+
+    def _created_any(self) -> bool:
+        return bool(self.keys.list(include_revoked=True))
 
     async def key(self, headers: Mapping[str, str]) -> ApiKey | None:
         """The caller's key; None in local mode. Raises AuthenticationFailed."""
@@ -59,16 +113,8 @@ class Authenticator:
                 "no API key: send `Authorization: Bearer tth_...` (create one with "
                 "`tether keys create --scope FEATURE`)"
             )
-        digest = hash_key(token)  # the cache never holds a plaintext key
-        cached = self._cache.get(digest)
-        now = self.clock()
-        if cached is not None and now - cached[0] <= self.cache_ttl_s:
-            key = cached[1]
-        else:
-            key = await asyncio.to_thread(self.keys.verify, token)
-            if len(self._cache) > 10_000:
-                self._cache.clear()
-            self._cache[digest] = (now, key)
+        # keyed by the hash: the cache never holds a plaintext key
+        key = await self._cache.get(hash_key(token), functools.partial(self.keys.verify, token))
         if key is None:
             raise AuthenticationFailed(
                 "the API key is unknown or revoked; check it, or create a new one with "

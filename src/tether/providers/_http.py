@@ -1,7 +1,8 @@
 """HTTP plumbing the OpenAI and Anthropic providers share.
 
-One pooled ``aiohttp.ClientSession`` per provider, opened on first use inside the running event
-loop (providers are often built before a loop exists) and closed by ``aclose()``. Every transport
+One keep-alive connection pool per provider (:mod:`tether.providers._transport`), opened on
+first use inside the running event loop (providers are often built before a loop exists) and
+closed by ``aclose()``. Every transport
 failure, bad status, wrong content type or malformed body becomes a
 :class:`~tether.errors.ProviderError` that names the provider, the model and the status code, and
 says what to do next. Server-sent events are parsed here too, from bytes split anywhere.
@@ -22,9 +23,15 @@ from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import aiohttp
-
 from tether.errors import ProviderError, RateLimited, Timeout, UpstreamError
+from tether.providers._transport import (
+    BadURL,
+    ConnectFailed,
+    ConnectTimeout,
+    Pool,
+    Response,
+    TransportError,
+)
 from tether.providers.base import CallContext
 
 _SNIPPET = 200
@@ -33,7 +40,6 @@ MAX_EVENT_BYTES = 1 << 20
 #: How long an idle pooled connection is kept (httpx's default; servers such as uvicorn close
 #: idle connections after 5 s, so keeping them longer only risks reusing a closing one).
 KEEPALIVE_S = 5.0
-_TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,21 +156,21 @@ def status_error(
 def transport_error(target: Target, exc: BaseException) -> ProviderError:
     """The error for a failure below HTTP: timeouts, refused or broken connections."""
     p, m = target.provider, target.model
-    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+    if isinstance(exc, ConnectTimeout):
         return Timeout(
             f"{target.name}: connecting to {target.url} timed out. Check that the host is "
             "reachable, or raise connect_timeout_s.",
             provider=p,
             model=m,
         )
-    if isinstance(exc, asyncio.TimeoutError):
+    if isinstance(exc, TimeoutError):
         return Timeout(
             f"{target.name}: no answer from {target.url} in time ({type(exc).__name__}). The "
             "upstream is slow; raise timeout_s or add a fallback model.",
             provider=p,
             model=m,
         )
-    if isinstance(exc, aiohttp.ClientConnectorError):
+    if isinstance(exc, ConnectFailed):
         return UpstreamError(
             f"{target.name}: could not connect to {target.url} ({exc or 'connection refused'})."
             f" Check the base_url of provider {target.provider!r} and that the server is up.",
@@ -172,7 +178,7 @@ def transport_error(target: Target, exc: BaseException) -> ProviderError:
             model=m,
             retryable=True,
         )
-    if isinstance(exc, aiohttp.InvalidURL):
+    if isinstance(exc, BadURL):
         return UpstreamError(
             f"{target.name}: {target.url} is not a usable URL ({exc}). Check the base_url of "
             f"provider {target.provider!r}.",
@@ -349,25 +355,25 @@ def _dump_json(value: Any) -> bytes:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
 
 
-async def _read_body(target: Target, response: aiohttp.ClientResponse) -> bytes:
+async def _read_body(target: Target, response: Response) -> bytes:
     try:
         return await response.read()
-    except _TRANSPORT_ERRORS as exc:
+    except TransportError as exc:
         raise transport_error(target, exc) from exc
 
 
-async def _read_chunk(target: Target, response: aiohttp.ClientResponse) -> bytes:
+async def _read_chunk(target: Target, response: Response) -> bytes:
     """The next bytes of a streamed body (``b""`` at its end)."""
     try:
-        return await response.content.readany()
-    except _TRANSPORT_ERRORS as exc:
+        return await response.next_chunk()
+    except TransportError as exc:
         raise transport_error(target, exc) from exc
 
 
 class HTTPClient:
     """A provider's pooled HTTP client: POST JSON, or POST and read server-sent events.
 
-    The session belongs to the event loop that first used it. Used from another loop, it is
+    The pool belongs to the event loop that first used it. Used from another loop, it is
     replaced when its loop is closed, and refused (with what to do) while that loop is alive.
     """
 
@@ -389,48 +395,38 @@ class HTTPClient:
         self._headers = dict(headers)
         if not any(name.lower() == "content-type" for name in headers):
             self._headers["content-type"] = "application/json"  # every request POSTs JSON
-        self._no_deadline = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout_s)
-        self._session: aiohttp.ClientSession | None = None
+        self._pool: Pool | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._tls: ssl.SSLContext | bool = True
-        self._proxy: str | None = None
+        self._tls: ssl.SSLContext | None = None
 
     def url(self, path: str) -> str:
         return self.base_url + path
 
-    def _timeout(self, ctx: CallContext) -> aiohttp.ClientTimeout:
-        """The call's remaining time as a read timeout (connect stays the configured one)."""
-        remaining = ctx.remaining()
-        if remaining is None:
-            return self._no_deadline
-        remaining = max(remaining, 0.001)
-        return aiohttp.ClientTimeout(
-            total=None,
-            sock_connect=min(self.connect_timeout_s, remaining),
-            sock_read=remaining,
-        )
-
-    async def _client(self, target: Target) -> aiohttp.ClientSession:
-        """This loop's session, opened on first use."""
+    async def _client(self, target: Target) -> Pool:
+        """This loop's pool, opened on first use."""
         loop = asyncio.get_running_loop()
-        session = self._session
-        if session is not None and self._loop is loop:
-            return session
-        if session is not None and self._loop is not None:
-            if not self._loop.is_closed():
-                raise self._wrong_loop(target)
-            await session.close()  # its loop is gone: this only marks it closed
-        if self._tls is True and self.base_url.startswith("https:"):
+        pool = self._pool
+        if pool is not None and self._loop is loop:
+            return pool
+        if pool is not None and self._loop is not None and not self._loop.is_closed():
+            raise self._wrong_loop(target)
+        # a pool whose loop is gone is dropped: its sockets went with that loop
+        if self._tls is None and self.base_url.startswith("https:"):
             self._tls = tls_context()  # ~25 ms of certificate loading, once per client
-        connector = aiohttp.TCPConnector(
-            limit=self.max_connections, keepalive_timeout=KEEPALIVE_S, ssl=self._tls
-        )
-        self._session = aiohttp.ClientSession(
-            connector=connector, headers=self._headers, timeout=self._no_deadline
-        )
-        self._proxy = env_proxy(self.base_url)
+        try:
+            self._pool = Pool(
+                self.base_url,
+                limit=self.max_connections,
+                connect_timeout_s=self.connect_timeout_s,
+                keepalive_s=KEEPALIVE_S,
+                tls=self._tls,
+                proxy=env_proxy(self.base_url),
+                headers=self._headers,
+            )
+        except TransportError as exc:
+            raise transport_error(target, exc) from exc
         self._loop = loop
-        return self._session
+        return self._pool
 
     def _wrong_loop(self, target: Target) -> ProviderError:
         return ProviderError(
@@ -442,19 +438,16 @@ class HTTPClient:
             retryable=False,
         )
 
-    async def _post(
-        self, target: Target, body: dict[str, Any], ctx: CallContext
-    ) -> aiohttp.ClientResponse:
-        session = await self._client(target)
+    async def _post(self, target: Target, body: dict[str, Any], ctx: CallContext) -> Response:
+        pool = await self._client(target)
+        remaining = ctx.remaining()
+        read_timeout = None if remaining is None else max(remaining, 0.001)
         try:
-            return await session.post(
-                target.url,
-                data=_dump_json(body),
-                proxy=self._proxy,
-                timeout=self._timeout(ctx),
-                allow_redirects=False,
+            data = _dump_json(body)
+            return await pool.post(
+                target.url, data, read_timeout=read_timeout, connect_timeout=read_timeout
             )
-        except _TRANSPORT_ERRORS as exc:
+        except TransportError as exc:
             raise transport_error(target, exc) from exc
 
     async def post_json(
@@ -496,15 +489,16 @@ class HTTPClient:
 
     async def aclose(self) -> None:
         """Close the connection pool (a no-op if it was never opened); safe to call twice."""
-        session, loop = self._session, self._loop
-        if session is None or loop is None:
+        pool, loop = self._pool, self._loop
+        if pool is None or loop is None:
             return
         if loop is asyncio.get_running_loop() or loop.is_closed():
-            self._session = self._loop = None
-            await session.close()
+            self._pool = self._loop = None
+            if not loop.is_closed():
+                pool.close()
         elif loop.is_running():  # e.g. the sync wrapper's loop, in its own thread
-            self._session = self._loop = None
-            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(session.close(), loop))
+            self._pool = self._loop = None
+            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(_close(pool), loop))
         else:
             raise ProviderError(
                 f"provider {self.provider!r}: its connection pool belongs to an event loop that "
@@ -512,3 +506,7 @@ class HTTPClient:
                 provider=self.provider,
                 retryable=False,
             )
+
+
+async def _close(pool: Pool) -> None:
+    pool.close()
