@@ -2,14 +2,19 @@
 ``tether serve``, at concurrency 1, 4, 16 and 64, measured side by side in one run.
 
 Load comes from ``wrk`` (a C load generator: a Python one would saturate these 2 cores first),
-so install it first: ``apt-get install wrk``. Prints p50/p99 added latency and the RPS ratio.
+so install it first: ``apt-get install wrk``. tether is called with a scoped API key, as in
+production. Prints p50/p99 added latency and the RPS ratio.
 Targets: p99 added <= 5 ms at concurrency 16.
 
 With ``--litellm PATH`` (the ``litellm`` executable of a separate virtualenv holding
 ``litellm[proxy]``), LiteLLM's proxy is pointed at the same mock with 2 workers and measured in
 the same run; the script then prints tether's RPS against LiteLLM's (target >= 5x at 64).
 
-    python bench/gateway_overhead.py [--latency-ms 20] [--seconds 5] [--workers 1] [--litellm PATH]
+Each level runs ``--rounds`` times with the targets alternating inside a round, so drift on a
+noisy machine hits all of them alike; the medians are printed, and the p99 added in each round.
+
+    python bench/gateway_overhead.py [--latency-ms 20] [--seconds 5] [--rounds 3] [--workers 1]
+                                     [--concurrency 1 4 16 64] [--litellm PATH]
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from statistics import median
 
 import httpx
 
@@ -190,7 +196,8 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--latency-ms", type=float, default=20.0)
-    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--seconds", type=float, default=5.0, help="length of one wrk run")
+    parser.add_argument("--rounds", type=int, default=3, help="runs per target and level")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--litellm", help="path to the litellm executable (separate venv)")
     parser.add_argument(
@@ -220,31 +227,45 @@ def main() -> None:
 
 def report(targets: dict[str, Target], args: argparse.Namespace, workdir: Path) -> None:
     print(
-        f"mock upstream latency {args.latency_ms:.0f} ms, {args.seconds:.0f} s per run, "
+        f"mock upstream latency {args.latency_ms:.0f} ms, {args.rounds} rounds of "
+        f"{args.seconds:.0f} s per target and level (targets alternate within a round), "
         f"tether workers {args.workers}, load from wrk"
     )
-    header = f"{'conc':>4} {'target':>8} {'RPS':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6}"
-    print(header)
+    print(f"{'conc':>4} {'target':>8} {'RPS':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6}")
     for concurrency in args.concurrency:
-        runs = {}
-        for name, target in targets.items():
+        for target in targets.values():
             wrk(target, concurrency, 1.0, workdir)  # warm up connections and caches
-            runs[name] = wrk(target, concurrency, args.seconds, workdir)
-            r = runs[name]
-            print(
-                f"{concurrency:>4} {name:>8} {r.rps:>9.0f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f} "
-                f"{r.errors:>6}"
+        rounds: list[dict[str, Run]] = []
+        for _ in range(args.rounds):
+            rounds.append(
+                {n: wrk(t, concurrency, args.seconds, workdir) for n, t in targets.items()}
             )
-        if failed := {name: r.errors for name, r in runs.items() if r.errors}:
-            print(f"     WARNING: failed requests {failed}: these numbers do not compare")
-        d, t = runs["direct"], runs["tether"]
-        line = (
-            f"     added by tether: p50 {t.p50_ms - d.p50_ms:+.2f} ms, "
-            f"p99 {t.p99_ms - d.p99_ms:+.2f} ms; RPS tether/direct {t.rps / d.rps:.2f}"
-        )
-        if "litellm" in runs:
-            line += f"; RPS tether/litellm {t.rps / runs['litellm'].rps:.2f}x"
-        print(line)
+        for name in targets:
+            runs = [r[name] for r in rounds]
+            print(
+                f"{concurrency:>4} {name:>8} {median(r.rps for r in runs):>9.0f} "
+                f"{median(r.p50_ms for r in runs):>8.2f} {median(r.p99_ms for r in runs):>8.2f} "
+                f"{sum(r.errors for r in runs):>6}"
+            )
+        print(summary(rounds))
+
+
+def summary(rounds: list[dict[str, Run]]) -> str:
+    """tether's added latency and RPS ratios: per round (side by side), then the median."""
+    failed = sum(r.errors for one in rounds for r in one.values())
+    added50 = [r["tether"].p50_ms - r["direct"].p50_ms for r in rounds]
+    added99 = [r["tether"].p99_ms - r["direct"].p99_ms for r in rounds]
+    line = (
+        f"     added by tether: p50 {median(added50):+.2f} ms, p99 {median(added99):+.2f} ms "
+        f"(rounds: {', '.join(f'{x:+.2f}' for x in added99)}); "
+        f"RPS tether/direct {median(r['tether'].rps / r['direct'].rps for r in rounds):.2f}"
+    )
+    if "litellm" in rounds[0]:
+        ratio = median(r["tether"].rps / r["litellm"].rps for r in rounds)
+        line += f"; RPS tether/litellm {ratio:.2f}x"
+    if failed:
+        line += f"\n     WARNING: {failed} failed requests: these numbers do not compare"
+    return line
 
 
 if __name__ == "__main__":

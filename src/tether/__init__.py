@@ -4,6 +4,7 @@ Every call is guarded, budgeted, traced and evaluated, and has a designed failur
 See ``Tether`` (async) and ``SyncTether``; errors live in ``tether.errors``.
 """
 
+from tether._version import __version__
 from tether.errors import (
     BudgetExceeded,
     CircuitOpen,
@@ -22,8 +23,6 @@ from tether.errors import (
 )
 from tether.pipeline.result import Result, StreamChunk
 from tether.sdk import SyncTether, Tether
-
-__version__ = "0.1.0"
 
 __all__ = [
     "BudgetExceeded",

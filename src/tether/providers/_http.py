@@ -2,10 +2,10 @@
 
 One keep-alive connection pool per provider (:mod:`tether.providers._transport`), opened on
 first use inside the running event loop (providers are often built before a loop exists) and
-closed by ``aclose()``. Every transport
-failure, bad status, wrong content type or malformed body becomes a
-:class:`~tether.errors.ProviderError` that names the provider, the model and the status code, and
-says what to do next. Server-sent events are parsed here too, from bytes split anywhere.
+closed by ``aclose()``. Every transport failure, bad status, wrong content type or malformed
+body becomes a :class:`~tether.errors.ProviderError` that names the provider, the model and the
+status code, and says what to do next. Server-sent events are parsed here too, from bytes split
+anywhere.
 """
 
 from __future__ import annotations

@@ -34,6 +34,8 @@ from typing import cast
 
 import httptools
 
+from tether._version import __version__
+
 #: Streamed body bytes buffered before the socket stops being read.
 HIGH_WATER = 1 << 20
 
@@ -361,7 +363,12 @@ class Pool:
         self._open = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._closed = False
-        fixed = {"host": self.origin.authority, "accept": "*/*", **_lower(headers)}
+        fixed = {
+            "host": self.origin.authority,
+            "accept": "*/*",
+            "user-agent": f"tether/{__version__}",
+            **_lower(headers),
+        }
         if self._absolute_form and self._proxy_auth:
             fixed["proxy-authorization"] = self._proxy_auth
         self._head = "".join(f"{k}: {v}\r\n" for k, v in fixed.items()).encode("latin-1")

@@ -29,11 +29,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.metrics_core import Metric
 
 from tether.telemetry.trace import Trace
@@ -50,6 +51,7 @@ OVERHEAD_BUCKETS = (
 # fmt: on
 
 logger = logging.getLogger("tether.telemetry.metrics")
+M = TypeVar("M", bound=MetricWrapperBase)
 
 
 def breaker_state_value(state: str) -> int:
@@ -143,6 +145,7 @@ class PrometheusMetrics:
         queue: Callable[[], QueueStats] | None = None,
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
+        self._children: dict[tuple[MetricWrapperBase, tuple[str, ...]], MetricWrapperBase] = {}
         self._watched = _Watched()
         self.registry.register(self._watched)
         self.watch(health=health, queue=queue)
@@ -221,30 +224,38 @@ class PrometheusMetrics:
         except Exception:
             logger.exception("could not record metrics for trace %s; skipped", trace.id)
 
+    def _at(self, metric: M, *labels: str) -> M:
+        """``metric.labels(*labels)``, remembered: a call updates about ten labelled series,
+        and the client's own lookup (locking, validation) costs more than the update."""
+        child = self._children.get((metric, labels))
+        if child is None:
+            child = self._children[(metric, labels)] = metric.labels(*labels)
+        return child  # type: ignore[return-value]  # labels() returns the metric's own type
+
     def _record(self, trace: Trace) -> None:
-        feature = trace.feature
-        self.requests.labels(feature, trace.variant, trace.status).inc()
+        feature, at = trace.feature, self._at
+        at(self.requests, feature, trace.variant, trace.status).inc()
         if trace.status != "ok":
-            self.errors.labels(feature, trace.reason or trace.status).inc()
-        self.request_duration.labels(feature).observe(trace.latency_ms / 1000.0)
+            at(self.errors, feature, trace.reason or trace.status).inc()
+        at(self.request_duration, feature).observe(trace.latency_ms / 1000.0)
         upstream_ms = 0.0
         for attempt in trace.attempts:
             failed = attempt.status == "error" or attempt.error_class is not None
             duration_ms = max(0.0, attempt.duration_ms)
             upstream_ms += duration_ms
-            self.attempt_duration.labels(attempt.model, "error" if failed else "ok").observe(
+            at(self.attempt_duration, attempt.model, "error" if failed else "ok").observe(
                 duration_ms / 1000.0
             )
             if failed:
-                self.upstream_errors.labels(attempt.model, attempt.error_class or "error").inc()
+                at(self.upstream_errors, attempt.model, attempt.error_class or "error").inc()
             for kind, count in (
                 ("input", attempt.usage.input_tokens),
                 ("output", attempt.usage.output_tokens),
             ):
                 if count:
-                    self.tokens.labels(feature, attempt.model, kind).inc(count)
+                    at(self.tokens, feature, attempt.model, kind).inc(count)
             if attempt.cost_usd:
-                self.cost.labels(feature, attempt.model).inc(attempt.cost_usd)
+                at(self.cost, feature, attempt.model).inc(attempt.cost_usd)
         waited_ms = self._decisions(trace)
         overhead_ms = trace.latency_ms - upstream_ms - waited_ms
         self.overhead.observe(max(0.0, overhead_ms) / 1000.0)
@@ -256,9 +267,9 @@ class PrometheusMetrics:
             data = event.data
             if event.kind == "fallback":
                 frm, to = str(data.get("frm", "")), str(data.get("to", ""))
-                self.fallbacks.labels(trace.feature, frm, to).inc()
+                self._at(self.fallbacks, trace.feature, frm, to).inc()
             elif event.kind == "retry":
-                self.retries.labels(str(data.get("model", ""))).inc()
+                self._at(self.retries, str(data.get("model", ""))).inc()
                 waited_ms += _seconds(data.get("delay_s")) * 1000.0
             elif event.kind == "breaker_wait":
                 waited_ms += _seconds(data.get("wait_s")) * 1000.0

@@ -1,0 +1,3 @@
+"""tether's version (its own module, so that any module can read it without import cycles)."""
+
+__version__ = "0.1.0"
