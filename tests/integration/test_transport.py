@@ -73,20 +73,10 @@ def answer(body: bytes, *extra: bytes) -> Reply:
     return reply
 
 
-@pytest.fixture(autouse=True)
-async def close_pools() -> AsyncIterator[None]:
-    """Every pool a test opened is closed on its loop when the test ends."""
-    yield
-    for opened in OPENED:
-        opened.close()
-    OPENED.clear()
-    await asyncio.sleep(0.01)  # let the transports finish closing
+MakePool = Callable[..., Pool]
 
 
-OPENED: list[Pool] = []
-
-
-def pool(base: str, **kw: object) -> Pool:
+def new_pool(base: str, **kw: object) -> Pool:
     options: dict[str, object] = {
         "limit": 4,
         "connect_timeout_s": 2.0,
@@ -96,9 +86,22 @@ def pool(base: str, **kw: object) -> Pool:
         "headers": {"content-type": "application/json", "authorization": "Bearer k"},
     }
     options.update(kw)
-    opened = Pool(base, **options)  # type: ignore[arg-type]
-    OPENED.append(opened)
-    return opened
+    return Pool(base, **options)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def pool() -> AsyncIterator[MakePool]:
+    """Makes pools; every one is closed on the test's loop when the test ends."""
+    opened: list[Pool] = []
+
+    def make(base: str, **kw: object) -> Pool:
+        opened.append(new_pool(base, **kw))
+        return opened[-1]
+
+    yield make
+    for each in opened:
+        each.close()
+    await asyncio.sleep(0.01)  # let the transports finish closing
 
 
 async def body_of(response: Response) -> bytes:
@@ -108,7 +111,7 @@ async def body_of(response: Response) -> bytes:
         response.release()
 
 
-async def test_keeps_one_connection_alive_and_sends_the_headers() -> None:
+async def test_keeps_one_connection_alive_and_sends_the_headers(pool: MakePool) -> None:
     async with server(answer(b'{"ok":1}')) as (base, heads):
         p = pool(base)
         for _ in range(3):
@@ -124,11 +127,10 @@ async def test_keeps_one_connection_alive_and_sends_the_headers() -> None:
 def test_runs_on_uvloop_as_on_asyncio(loop: str) -> None:
     async def main() -> bytes:
         async with server(answer(b"{}")) as (base, _):
-            p = pool(base)
+            p = new_pool(base)
             try:
                 return await body_of(await p.post(base + "/x", b"{}", read_timeout=2))
             finally:
-                OPENED.remove(p)
                 p.close()
                 await asyncio.sleep(0.01)
 
@@ -136,7 +138,7 @@ def test_runs_on_uvloop_as_on_asyncio(loop: str) -> None:
     assert runner(main()) == b"{}"
 
 
-async def test_chunked_and_gzip_bodies_are_decoded_piece_by_piece() -> None:
+async def test_chunked_and_gzip_bodies_are_decoded_piece_by_piece(pool: MakePool) -> None:
     events = b"".join(b"data: %d\n\n" % i for i in range(2000))
     payload = gzip.compress(events)
 
@@ -166,7 +168,7 @@ async def test_chunked_and_gzip_bodies_are_decoded_piece_by_piece() -> None:
         assert p.connections == 1  # read to its end: kept
 
 
-async def test_body_delimited_by_close_and_an_interim_answer() -> None:
+async def test_body_delimited_by_close_and_an_interim_answer(pool: MakePool) -> None:
     async def reply(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nconnection: close\r\n\r\n")
         writer.write(b"until the end")
@@ -181,7 +183,7 @@ async def test_body_delimited_by_close_and_an_interim_answer() -> None:
         assert p.connections == 0
 
 
-async def test_cut_body_breaks_and_garbage_is_a_protocol_error() -> None:
+async def test_cut_body_breaks_and_garbage_is_a_protocol_error(pool: MakePool) -> None:
     async def cut(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly part")
         await writer.drain()
@@ -200,7 +202,7 @@ async def test_cut_body_breaks_and_garbage_is_a_protocol_error() -> None:
             await pool(base).post(base + "/g", b"{}", read_timeout=2)
 
 
-async def test_read_timeout_bounds_each_wait_and_closes_the_connection() -> None:
+async def test_read_timeout_bounds_each_wait_and_closes_the_connection(pool: MakePool) -> None:
     async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await asyncio.sleep(5)
 
@@ -211,7 +213,7 @@ async def test_read_timeout_bounds_each_wait_and_closes_the_connection() -> None
         assert p.connections == 0
 
 
-async def test_limit_makes_callers_wait_for_a_connection() -> None:
+async def test_limit_makes_callers_wait_for_a_connection(pool: MakePool) -> None:
     async def delayed(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await asyncio.sleep(0.05)
         await answer(b"{}")(reader, writer)
@@ -230,7 +232,7 @@ async def test_limit_makes_callers_wait_for_a_connection() -> None:
         assert peak == 2 and len(heads) == 6
 
 
-async def test_idle_connections_expire_and_server_closes_are_noticed() -> None:
+async def test_idle_connections_expire_and_server_closes_are_noticed(pool: MakePool) -> None:
     async def once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await answer(b"{}")(reader, writer)
         writer.close()  # the server drops the kept-alive connection right after answering
@@ -249,7 +251,7 @@ async def test_idle_connections_expire_and_server_closes_are_noticed() -> None:
         assert p.connections == 1
 
 
-async def test_refused_and_bad_urls() -> None:
+async def test_refused_and_bad_urls(pool: MakePool) -> None:
     with pytest.raises(BadURL):
         pool("ftp://example.com/v1")
     srv = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
@@ -262,7 +264,7 @@ async def test_refused_and_bad_urls() -> None:
     assert p.connections == 0
 
 
-async def test_absolute_form_through_an_http_proxy_with_basic_auth() -> None:
+async def test_absolute_form_through_an_http_proxy_with_basic_auth(pool: MakePool) -> None:
     async with server(answer(b'{"via":"proxy"}')) as (proxy, heads):
         proxy_url = proxy.replace("http://", "http://user:p%40ss@").removesuffix("/v1")
         p = pool("http://api.example.test/v1", proxy=proxy_url)
@@ -296,7 +298,7 @@ def tls_pair(certificate: tuple[Path, Path]) -> tuple[ssl.SSLContext, ssl.SSLCon
     return server_side, ssl.create_default_context(cafile=str(cert))
 
 
-async def test_tls_verifies_the_server(certificate: tuple[Path, Path]) -> None:
+async def test_tls_verifies_the_server(certificate: tuple[Path, Path], pool: MakePool) -> None:
     server_side, client_side = tls_pair(certificate)
     async with server(answer(b"{}"), tls=server_side) as (base, _):
         assert (
@@ -311,7 +313,9 @@ async def test_tls_verifies_the_server(certificate: tuple[Path, Path]) -> None:
             )
 
 
-async def test_https_through_a_connect_tunnel(certificate: tuple[Path, Path]) -> None:
+async def test_https_through_a_connect_tunnel(
+    certificate: tuple[Path, Path], pool: MakePool
+) -> None:
     server_side, client_side = tls_pair(certificate)
     asked: list[bytes] = []
 
