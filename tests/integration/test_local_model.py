@@ -97,3 +97,18 @@ async def test_closing_a_stream_early_stops_generation() -> None:
     again = await asyncio.wait_for(model.complete(request("Say hi.", 4), ctx), timeout=30)
     await provider.aclose()
     assert again.usage.output_tokens <= 4
+
+
+async def test_input_tokens_count_the_chat_template_as_llama_cpp_does() -> None:
+    provider = LocalProvider(LocalProviderConfig(kind="local"))
+    messages = [Message("system", "Answer with one word."), Message("user", "Capital of Peru?")]
+    response = await provider.model("smollm2").complete(
+        ModelRequest(messages, max_tokens=2, temperature=0), CallContext(Trace("t"))
+    )
+    llama = provider._pool[0].llama
+    wire = [{"role": m.role, "content": m.content} for m in messages]
+    own = llama.create_chat_completion(messages=wire, max_tokens=1)["usage"]["prompt_tokens"]
+    contents = len(llama.tokenize(b"Answer with one word.\nCapital of Peru?"))
+    await provider.aclose()
+    assert response.usage.input_tokens == own
+    assert own > contents + 4  # the template's role markers are really counted

@@ -12,6 +12,7 @@ import asyncio
 import importlib.util
 import threading
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,47 @@ class _Stop(Exception):
     """Raised inside the worker thread when the caller went away."""
 
 
+@dataclass(slots=True)
+class _Context:
+    """One llama.cpp context, and the GGUF's chat template that turns messages into its prompt."""
+
+    llama: Any
+    template: Any | None  # llama_cpp's Jinja2ChatFormatter; None when the GGUF carries none
+
+    @classmethod
+    def load(cls, llama: Any) -> _Context:
+        source = llama.metadata.get("tokenizer.chat_template")
+        if not source:
+            return cls(llama, None)
+        from jinja2 import TemplateError
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        def text(token: int) -> str:
+            return "" if token < 0 else llama.detokenize([token], special=True).decode()
+
+        try:
+            template = Jinja2ChatFormatter(source, text(llama.token_eos()), text(llama.token_bos()))
+        except TemplateError:
+            return cls(llama, None)
+        return cls(llama, template)
+
+    def prompt_tokens(self, messages: list[dict[str, Any]]) -> int:
+        """The prompt's length as the model sees it: the messages rendered by the chat template
+        (as llama.cpp renders them), else their contents alone."""
+        from jinja2 import TemplateError
+
+        if self.template is not None:
+            try:
+                rendered = self.template(messages=messages)
+            except (TemplateError, ValueError, TypeError):
+                pass  # a template that refuses these messages: count their contents
+            else:
+                prompt = rendered.prompt.encode("utf-8")
+                add_bos = not rendered.added_special
+                return len(self.llama.tokenize(prompt, add_bos=add_bos, special=True))
+        return len(self.llama.tokenize(_prompt_text(messages).encode("utf-8")))
+
+
 class LocalProvider:
     """Owns the llama.cpp contexts (a small pool, created lazily)."""
 
@@ -54,14 +96,14 @@ class LocalProvider:
         self.config = config
         self.name = name
         self._lock = threading.Lock()
-        self._pool: list[Any] = []
-        self._free: asyncio.Queue[Any] | None = None
+        self._pool: list[_Context] = []
+        self._free: asyncio.Queue[_Context] | None = None
         self._created = 0
 
     def model(self, name: str) -> Model:
         return LocalModel(self, name)
 
-    def _load(self) -> Any:
+    def _load(self) -> _Context:
         try:
             from llama_cpp import Llama
         except ImportError:
@@ -70,35 +112,36 @@ class LocalProvider:
             ) from None
         path = Path(self.config.model_path) if self.config.model_path else default_model_path()
         with self._lock:
-            return Llama(
+            llama = Llama(
                 model_path=str(path),
                 n_ctx=self.config.n_ctx,
                 n_threads=self.config.n_threads,
                 verbose=False,
             )
+            return _Context.load(llama)
 
-    async def acquire(self) -> Any:
+    async def acquire(self) -> _Context:
         """A llama.cpp context for one call; at most ``max_concurrency`` exist."""
         if self._free is None:
             self._free = asyncio.Queue()
         if self._free.empty() and self._created < self.config.max_concurrency:
             self._created += 1
             try:
-                llama = await asyncio.to_thread(self._load)
+                context = await asyncio.to_thread(self._load)
             except BaseException:
                 self._created -= 1
                 raise
-            self._pool.append(llama)
-            return llama
+            self._pool.append(context)
+            return context
         return await self._free.get()
 
-    def release(self, llama: Any) -> None:
+    def release(self, context: _Context) -> None:
         assert self._free is not None
-        self._free.put_nowait(llama)
+        self._free.put_nowait(context)
 
     async def aclose(self) -> None:
-        for llama in self._pool:
-            close = getattr(llama, "close", None)
+        for context in self._pool:
+            close = getattr(context.llama, "close", None)
             if close is not None:
                 close()
         self._pool.clear()
@@ -147,7 +190,7 @@ class LocalModel:
         )
 
     async def stream(self, request: ModelRequest, ctx: CallContext) -> AsyncIterator[ModelChunk]:
-        llama = await self.provider.acquire()
+        context = await self.provider.acquire()
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[ModelChunk | BaseException | None] = asyncio.Queue()
         stop = threading.Event()
@@ -155,7 +198,7 @@ class LocalModel:
 
         def produce() -> None:
             try:
-                for item in self._generate(llama, kwargs, stop):
+                for item in self._generate(context, kwargs, stop):
                     loop.call_soon_threadsafe(queue.put_nowait, item)
                 loop.call_soon_threadsafe(queue.put_nowait, None)
             except _Stop:
@@ -176,16 +219,16 @@ class LocalModel:
         finally:
             stop.set()
             await asyncio.shield(worker)
-            self.provider.release(llama)
+            self.provider.release(context)
 
     def _generate(
-        self, llama: Any, kwargs: dict[str, Any], stop: threading.Event
+        self, context: _Context, kwargs: dict[str, Any], stop: threading.Event
     ) -> Iterator[ModelChunk]:
         """Runs in the worker thread; yields one chunk per token, then the usage chunk."""
-        prompt_tokens = len(llama.tokenize(_prompt_text(kwargs["messages"]).encode("utf-8")))
+        prompt_tokens = context.prompt_tokens(kwargs["messages"])
         completion_tokens = 0
         finish: str | None = "stop"
-        for event in llama.create_chat_completion(**kwargs):
+        for event in context.llama.create_chat_completion(**kwargs):
             if stop.is_set():
                 raise _Stop
             choice = event["choices"][0]
