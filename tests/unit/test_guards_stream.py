@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -108,3 +109,35 @@ async def test_async_filter() -> None:
     stream = r.stream(GuardContext())
     out = "".join([p async for p in stream.filter(deltas())])
     assert out == r.check_output(ANSWER, GuardContext()).text
+
+
+PLUGINS = "test_guards_plugins"
+
+
+@pytest.fixture
+def plugins(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Makes the custom guards of tests/unit/test_guards_plugins.py importable."""
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+
+
+async def test_async_guard_blocks_mid_stream_and_respects_its_budget(plugins: None) -> None:
+    text = "All fine here, nothing to see. " * 4 + "Then something bad appears. " + "More. " * 5
+    r = runner([{f"{PLUGINS}:slow_async": {"delay": 0.001}}], min_step_chars=8)
+    stream = r.stream(GuardContext())
+    shown: list[str] = []
+    with pytest.raises(GuardBlocked, match="async says no"):
+        for piece in pieces(text, random.Random(1)):
+            shown.append(await stream.afeed(piece))
+        shown.append(await stream.afinish())
+    assert "".join(shown) and "bad" not in "".join(shown)
+    slow = runner([{f"{PLUGINS}:slow_async": {"delay": 0.5, "latency_budget_ms": 20}}])
+    with pytest.raises(GuardBlocked, match=r"timed out after 20(\.0)? ms"):
+        await slow.stream(GuardContext()).afeed("x" * 200)
+
+
+def test_sync_feed_refuses_an_async_guard_as_a_guard_error(plugins: None) -> None:
+    r = runner([f"{PLUGINS}:slow_async"])
+    with pytest.raises(GuardBlocked, match="needs the async stream methods"):
+        r.stream(GuardContext()).feed("x" * 200)
+    lenient = runner([{f"{PLUGINS}:slow_async": {"on_error": "pass"}}])
+    assert lenient.stream(GuardContext()).feed("y" * 200)

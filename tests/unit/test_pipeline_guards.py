@@ -4,7 +4,10 @@ reversible redaction, re-ask, guard-driven fallback, and guarded streams."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from tether import Tether
 from tether.config.models import TetherConfig
@@ -349,6 +352,24 @@ async def test_stream_block_mid_stream_ends_with_an_explicit_error() -> None:
         "guard_stream_stopped",
         "stream_interrupted",
     ]
+
+
+async def test_stream_with_an_async_output_guard_streams_and_blocks_on_the_fly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))  # the custom guards' module
+    fine = "This answer is fine and long enough to leave the holdback window. " * 3
+    judge = {"test_guards_plugins:slow_async": {"delay": 0.001, "latency_budget_ms": 500}}
+    up = ScriptedProvider([Reply(fine, chunks=20), Reply(fine + "bad ending.", chunks=20)])
+    tether = make({"output": [judge], "stream": {"min_step_chars": 16}}, up)
+    ok = await collect(tether, "q1")
+    assert texts(ok) == fine and len([c for c in ok if c.text]) > 2
+    assert ok[-1].error is None and not ok[-1].degraded
+    cut = await collect(tether, "q2")
+    assert fine.startswith(texts(cut)) and "bad" not in texts(cut)
+    final = cut[-1]
+    assert final.error is not None and "async says no" in final.error
+    assert final.reason == "guard_blocked"
 
 
 async def test_stream_block_before_anything_was_shown_takes_the_failure_path() -> None:

@@ -11,13 +11,20 @@ another model. A failing ``reask``/``fallback``/``block`` guard ends the stream 
 Guards that only make sense on the whole text (``json_schema``, ``topics``, ``max_length``) run
 once, in ``finish`` (a failing ``log``/``review`` one only records); for a feature that needs
 re-ask, do not stream to the user (buffer, then ``check_output``: the pipeline does this).
+
+Async guards (an LLM judge, a remote classifier) need the async methods ``afeed``/``afinish``
+(``filter`` and the pipeline use them); each check is bounded by the guard's
+``latency_budget_ms``. ``feed``/``finish`` run the same code without an event loop, for
+synchronous guards only.
 """
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import time
-from collections.abc import AsyncIterable, AsyncIterator
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterable, AsyncIterator, Coroutine
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from tether.errors import GuardBlocked
 from tether.guards.base import Finding, GuardContext, Verdict
@@ -26,6 +33,18 @@ from tether.guards.registry import as_verdict
 
 if TYPE_CHECKING:
     from tether.guards.runner import BoundGuard, GuardOutcome, GuardRunner
+
+T = TypeVar("T")
+
+
+def _now(step: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine that never suspends (the synchronous path) to its result."""
+    try:
+        step.send(None)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    step.close()
+    raise RuntimeError("a synchronous stream step suspended; use afeed/afinish")
 
 
 class GuardedStream:
@@ -62,20 +81,35 @@ class GuardedStream:
         return self.outcome.traced_text
 
     def feed(self, delta: str) -> str:
-        """Add a delta; return the text that may be shown now (possibly empty)."""
+        """Add a delta; return the text that may be shown now (possibly empty). Synchronous
+        guards only (an async one counts as a guard error)."""
+        return _now(self._feed(delta, sync=True))
+
+    def finish(self) -> str:
+        """Flush the held-back tail and run final-only guards. Raises GuardBlocked."""
+        return _now(self._finish(sync=True))
+
+    async def afeed(self, delta: str) -> str:
+        """:meth:`feed` that also awaits async guards."""
+        return await self._feed(delta, sync=False)
+
+    async def afinish(self) -> str:
+        """:meth:`finish` that also awaits async guards."""
+        return await self._finish(sync=False)
+
+    async def _feed(self, delta: str, sync: bool) -> str:
         self._pending += delta
         self._raw += delta
         self._unchecked += len(delta)
         if self._unchecked < self.step or len(self._pending) <= self.holdback:
             return ""
-        return self._process(final=False)
+        return await self._process(final=False, sync=sync)
 
-    def finish(self) -> str:
-        """Flush the held-back tail and run final-only guards. Raises GuardBlocked."""
-        out = self._process(final=True) if self._pending else ""
+    async def _finish(self, sync: bool) -> str:
+        out = await self._process(final=True, sync=sync) if self._pending else ""
         for bound in self.runner.output:
             if bound.final_only and self.runner.sampled(bound, self.ctx, "output"):
-                verdict = self._check(bound, self._raw)
+                verdict = await self._check(bound, self._raw, sync)
                 if verdict.passed:
                     continue
                 action = bound.spec.effective_action
@@ -88,16 +122,16 @@ class GuardedStream:
     async def filter(self, deltas: AsyncIterable[str]) -> AsyncIterator[str]:
         """Guard an async stream of text deltas end to end."""
         async for delta in deltas:
-            out = self.feed(delta)
+            out = await self.afeed(delta)
             if out:
                 yield out
-        tail = self.finish()
+        tail = await self.afinish()
         if tail:
             yield tail
 
     # ------------------------------------------------------------------ internals
 
-    def _process(self, final: bool) -> str:
+    async def _process(self, final: bool, sync: bool) -> str:
         self._unchecked = 0
         self.windows_checked += 1
         prefix = self._raw_sent[-self.window :]
@@ -107,7 +141,7 @@ class GuardedStream:
         for bound in self.runner.output:
             if bound.final_only or not self.runner.sampled(bound, self.ctx, "output"):
                 continue
-            verdict = self._check(bound, text)
+            verdict = await self._check(bound, text, sync)
             if verdict.passed:
                 continue
             action = bound.spec.effective_action
@@ -145,14 +179,19 @@ class GuardedStream:
         cut -= self.redactor.partial_tail(self._pending[:cut])
         return max(cut, 0)
 
-    def _check(self, bound: BoundGuard, text: str) -> Verdict:
+    async def _check(self, bound: BoundGuard, text: str, sync: bool) -> Verdict:
         t0 = time.perf_counter()
         error = None
         try:
             result = bound.guard.check(text, self.ctx)
-            if hasattr(result, "__await__"):
-                raise TypeError("async guards cannot run on a synchronous stream")
+            if inspect.isawaitable(result):
+                result = await self._await(bound, result, sync)
             verdict = as_verdict(result)
+        except TimeoutError:
+            verdict = Verdict.fail(f"guard timed out after {bound.spec.latency_budget_ms} ms")
+            error = "timeout"
+            if bound.spec.on_error == "pass":
+                verdict = Verdict.ok()
         except Exception as exc:  # noqa: BLE001 - a failing guard takes its on_error path
             verdict, error = Verdict.fail(f"guard error: {exc!r}"), repr(exc)
             if bound.spec.on_error == "pass":
@@ -166,6 +205,16 @@ class GuardedStream:
             self.outcome.results.append(result_)
             self.runner.record(result_, self.ctx)
         return verdict
+
+    @staticmethod
+    async def _await(bound: BoundGuard, pending: Any, sync: bool) -> Any:
+        """An async guard's result, within its latency budget."""
+        if sync:
+            getattr(pending, "close", lambda: None)()
+            raise TypeError("an async guard needs the async stream methods (afeed/afinish)")
+        budget = bound.spec.latency_budget_ms
+        async with asyncio.timeout(None if budget is None else budget / 1000.0):
+            return await pending
 
     def _fail(self, bound: BoundGuard, verdict: Verdict) -> None:
         action = bound.spec.effective_action

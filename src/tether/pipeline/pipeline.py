@@ -270,13 +270,13 @@ class Pipeline:
             async for chunk in source:
                 if chunk.has_content:
                     parts.append(chunk.text)
-                    text = chunk.text if shield is None else shield.feed(chunk.text)
+                    text = chunk.text if shield is None else await shield.afeed(chunk.text)
                     if text or chunk.tool_calls:
                         sent = True
                         yield StreamChunk(text=text, tool_calls=chunk.tool_calls)
                 if chunk.finish_reason is not None or chunk.usage is not None:
                     last = chunk
-            tail = shield.finish() if shield is not None else ""
+            tail = await shield.afinish() if shield is not None else ""
             if tail:
                 sent = True
                 yield StreamChunk(text=tail)
