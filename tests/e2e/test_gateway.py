@@ -42,6 +42,10 @@ features:
     model: gone:gpt-4o-mini
     retry: {{max_attempts: 1}}
     on_failure: {{raise: true}}
+  limited:
+    model: up:gpt-4o-mini
+    retry: {{max_attempts: 1}}
+    on_failure: {{raise: true}}
   mixed:
     model: gone:gpt-4o-mini
     fallbacks: [up:gpt-4o-mini]
@@ -207,6 +211,18 @@ def test_errors_arrive_as_sdk_exceptions_with_tethers_messages(client: openai.Op
     assert failed.value.code == "upstream_error"
 
 
+def test_rate_limited_upstream_is_a_429_for_a_feature_that_raises(
+    client: openai.OpenAI, upstream: FaultyUpstream
+) -> None:
+    upstream.set_fault(Fault.RATE_LIMITED)
+    with pytest.raises(openai.RateLimitError) as limited:
+        client.chat.completions.create(model="limited", messages=[{"role": "user", "content": "x"}])
+    assert limited.value.status_code == 429
+    assert limited.value.body["type"] == "rate_limit_exceeded"  # type: ignore[index]
+    assert "rate-limited" in limited.value.message
+    assert len(limited.value.response.headers["x-tether-trace-id"]) == 32
+
+
 def test_stream_cut_mid_answer_raises_in_the_sdk(
     client: openai.OpenAI, upstream: FaultyUpstream
 ) -> None:
@@ -250,7 +266,14 @@ def test_native_run_and_models(gateway: GatewayProcess) -> None:
     assert data["degraded"] is True and data["reason"] == "upstream_error"
     assert run.headers["x-tether-trace-id"] == data["trace_id"]
     models = httpx.get(f"{gateway.base_url}/models").json()
-    assert {m["id"] for m in models["data"]} == {"chat", "local", "down", "strict", "mixed"}
+    assert {m["id"] for m in models["data"]} == {
+        "chat",
+        "local",
+        "down",
+        "strict",
+        "limited",
+        "mixed",
+    }
 
 
 def test_health_admin_and_metrics_auth(gateway: GatewayProcess) -> None:
