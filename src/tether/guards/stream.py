@@ -188,7 +188,8 @@ class GuardedStream:
                 result = await self._await(bound, result, sync)
             verdict = as_verdict(result)
         except TimeoutError:
-            verdict = Verdict.fail(f"guard timed out after {bound.spec.latency_budget_ms} ms")
+            budget = bound.spec.latency_budget_ms
+            verdict = Verdict.fail("guard timed out" + (f" after {budget} ms" if budget else ""))
             error = "timeout"
             if bound.spec.on_error == "pass":
                 verdict = Verdict.ok()
