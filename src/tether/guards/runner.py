@@ -24,9 +24,9 @@ import asyncio
 import inspect
 import random
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from tether.errors import GuardBlocked
 from tether.guards.base import Guard, GuardContext, Stage, Verdict
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from tether.guards.stream import GuardedStream
 
 Decision = Literal["pass", "block", "reask", "fallback"]
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -126,65 +127,37 @@ class GuardRunner:
         self._rng = rng or random.Random()
         self.events = EvaluationEvents()
 
-    # ------------------------------------------------------------------ sync
+    # ------------------------------------------------------------------ checks
 
     def check_input(self, text: str, ctx: GuardContext) -> GuardOutcome:
-        return self._run(self.input, text, ctx, "input")
+        return run_now(self._check(self.input, text, ctx, "input", SYNC_REFUSAL))
 
     def check_output(self, text: str, ctx: GuardContext) -> GuardOutcome:
-        return self._run(self.output, text, ctx, "output")
-
-    def _run(
-        self, guards: Sequence[BoundGuard], text: str, ctx: GuardContext, stage: Stage
-    ) -> GuardOutcome:
-        ctx.stage = stage
-        outcome = GuardOutcome(stage, text)
-        for bound in guards:
-            if not self.sampled(bound, ctx, stage):
-                continue
-            t0 = time.perf_counter()
-            try:
-                result = bound.guard.check(outcome.text, ctx)
-                if inspect.isawaitable(result):
-                    _close(result)
-                    raise TypeError("an async guard needs the async path (acheck_input/output)")
-                verdict, error = as_verdict(result), None
-            except Exception as exc:  # noqa: BLE001 - a failing guard takes its on_error path
-                verdict, error = Verdict.fail(f"guard error: {exc!r}"), repr(exc)
-            if self.apply(bound, verdict, outcome, ctx, _ms(t0), error):
-                break
-        return self._finish(outcome, ctx)
-
-    # ------------------------------------------------------------------ async
+        return run_now(self._check(self.output, text, ctx, "output", SYNC_REFUSAL))
 
     async def acheck_input(self, text: str, ctx: GuardContext) -> GuardOutcome:
-        return await self._arun(self.input, text, ctx, "input")
+        return await self._check(self.input, text, ctx, "input", None)
 
     async def acheck_output(self, text: str, ctx: GuardContext) -> GuardOutcome:
-        return await self._arun(self.output, text, ctx, "output")
+        return await self._check(self.output, text, ctx, "output", None)
 
-    async def _arun(
-        self, guards: Sequence[BoundGuard], text: str, ctx: GuardContext, stage: Stage
+    async def _check(
+        self,
+        guards: Sequence[BoundGuard],
+        text: str,
+        ctx: GuardContext,
+        stage: Stage,
+        refuse_async: str | None,
     ) -> GuardOutcome:
+        """The guards in order over ``text``; one loop for the sync path (which refuses async
+        guards and so never suspends) and the async one."""
         ctx.stage = stage
         outcome = GuardOutcome(stage, text)
         for bound in guards:
             if not self.sampled(bound, ctx, stage):
                 continue
             t0 = time.perf_counter()
-            try:
-                result = bound.guard.check(outcome.text, ctx)
-                if inspect.isawaitable(result):
-                    budget = bound.spec.latency_budget_ms
-                    timeout = None if budget is None else budget / 1000.0
-                    result = await asyncio.wait_for(_as_coro(result), timeout)
-                verdict, error = as_verdict(result), None
-            except TimeoutError:
-                budget_ms = bound.spec.latency_budget_ms
-                verdict = Verdict.fail(f"guard timed out after {budget_ms} ms")
-                error = "timeout"
-            except Exception as exc:  # noqa: BLE001 - a failing guard takes its on_error path
-                verdict, error = Verdict.fail(f"guard error: {exc!r}"), repr(exc)
+            verdict, error = await run_guard(bound, outcome.text, ctx, refuse_async=refuse_async)
             if self.apply(bound, verdict, outcome, ctx, _ms(t0), error):
                 break
         return self._finish(outcome, ctx)
@@ -324,15 +297,41 @@ def default_reask(verdict: Verdict) -> str:
     )
 
 
+SYNC_REFUSAL = "an async guard needs the async path (acheck_input/output)"
+
+
+async def run_guard(
+    bound: BoundGuard, text: str, ctx: GuardContext, *, refuse_async: str | None = None
+) -> tuple[Verdict, str | None]:
+    """One guard's verdict on ``text``, and its error (``None``, ``"timeout"`` or the exception's
+    repr): a failing guard gives a failing verdict, never an exception. An async guard is awaited
+    within its ``latency_budget_ms``, or, on a synchronous path, refused with ``refuse_async``."""
+    budget = bound.spec.latency_budget_ms
+    try:
+        result = bound.guard.check(text, ctx)
+        if inspect.isawaitable(result):
+            if refuse_async is not None:
+                getattr(result, "close", lambda: None)()  # never awaited: no warning
+                raise TypeError(refuse_async)
+            async with asyncio.timeout(None if budget is None else budget / 1000.0):
+                result = await result
+        return as_verdict(result), None
+    except TimeoutError:
+        after = f" after {budget} ms" if budget else ""
+        return Verdict.fail(f"guard timed out{after}"), "timeout"
+    except Exception as exc:  # noqa: BLE001 - a failing guard takes its on_error path
+        return Verdict.fail(f"guard error: {exc!r}"), repr(exc)
+
+
+def run_now(step: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine that never suspends (a synchronous path) to its result."""
+    try:
+        step.send(None)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    step.close()
+    raise RuntimeError("a synchronous guard check suspended; use the async methods")
+
+
 def _ms(t0: float) -> float:
     return (time.perf_counter() - t0) * 1000.0
-
-
-async def _as_coro(awaitable: Awaitable[Any]) -> Any:
-    return await awaitable
-
-
-def _close(awaitable: Awaitable[Any]) -> None:
-    close = getattr(awaitable, "close", None)
-    if callable(close):
-        close()

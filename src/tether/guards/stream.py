@@ -20,39 +20,28 @@ synchronous guards only.
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Coroutine
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import AsyncIterable, AsyncIterator
 
 from tether.errors import GuardBlocked
 from tether.guards.base import Finding, GuardContext, Verdict
 from tether.guards.redact import Redactor
-from tether.guards.registry import as_verdict
+from tether.guards.runner import (
+    BoundGuard,
+    GuardOutcome,
+    GuardResult,
+    GuardRunner,
+    run_guard,
+    run_now,
+)
 
-if TYPE_CHECKING:
-    from tether.guards.runner import BoundGuard, GuardOutcome, GuardRunner
-
-T = TypeVar("T")
-
-
-def _now(step: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine that never suspends (the synchronous path) to its result."""
-    try:
-        step.send(None)
-    except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
-    step.close()
-    raise RuntimeError("a synchronous stream step suspended; use afeed/afinish")
+SYNC_REFUSAL = "an async guard needs the async stream methods (afeed/afinish)"
 
 
 class GuardedStream:
     """Feed deltas in, get guarded text out; ``finish`` flushes and runs final-only guards."""
 
     def __init__(self, runner: GuardRunner, ctx: GuardContext) -> None:
-        from tether.guards.runner import GuardOutcome
-
         self.runner = runner
         self.ctx = ctx
         ctx.stage = "output"
@@ -83,11 +72,11 @@ class GuardedStream:
     def feed(self, delta: str) -> str:
         """Add a delta; return the text that may be shown now (possibly empty). Synchronous
         guards only (an async one counts as a guard error)."""
-        return _now(self._feed(delta, sync=True))
+        return run_now(self._feed(delta, sync=True))
 
     def finish(self) -> str:
         """Flush the held-back tail and run final-only guards. Raises GuardBlocked."""
-        return _now(self._finish(sync=True))
+        return run_now(self._finish(sync=True))
 
     async def afeed(self, delta: str) -> str:
         """:meth:`feed` that also awaits async guards."""
@@ -181,41 +170,17 @@ class GuardedStream:
 
     async def _check(self, bound: BoundGuard, text: str, sync: bool) -> Verdict:
         t0 = time.perf_counter()
-        error = None
-        try:
-            result = bound.guard.check(text, self.ctx)
-            if inspect.isawaitable(result):
-                result = await self._await(bound, result, sync)
-            verdict = as_verdict(result)
-        except TimeoutError:
-            budget = bound.spec.latency_budget_ms
-            verdict = Verdict.fail("guard timed out" + (f" after {budget} ms" if budget else ""))
-            error = "timeout"
-            if bound.spec.on_error == "pass":
-                verdict = Verdict.ok()
-        except Exception as exc:  # noqa: BLE001 - a failing guard takes its on_error path
-            verdict, error = Verdict.fail(f"guard error: {exc!r}"), repr(exc)
-            if bound.spec.on_error == "pass":
-                verdict = Verdict.ok()
+        refusal = SYNC_REFUSAL if sync else None
+        verdict, error = await run_guard(bound, text, self.ctx, refuse_async=refusal)
+        if error is not None and bound.spec.on_error == "pass":
+            verdict = Verdict.ok()
         if not verdict.passed or error is not None:
-            from tether.guards.runner import GuardResult
-
             latency = (time.perf_counter() - t0) * 1000.0
             action = bound.spec.effective_action if not verdict.passed else "error_pass"
             result_ = GuardResult(bound.name, "output", verdict, action, latency, error=error)
             self.outcome.results.append(result_)
             self.runner.record(result_, self.ctx)
         return verdict
-
-    @staticmethod
-    async def _await(bound: BoundGuard, pending: Any, sync: bool) -> Any:
-        """An async guard's result, within its latency budget."""
-        if sync:
-            getattr(pending, "close", lambda: None)()
-            raise TypeError("an async guard needs the async stream methods (afeed/afinish)")
-        budget = bound.spec.latency_budget_ms
-        async with asyncio.timeout(None if budget is None else budget / 1000.0):
-            return await pending
 
     def _fail(self, bound: BoundGuard, verdict: Verdict) -> None:
         action = bound.spec.effective_action
