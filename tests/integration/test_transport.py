@@ -40,17 +40,19 @@ async def read_request(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
 
 @asynccontextmanager
 async def server(
-    reply: Reply, tls: ssl.SSLContext | None = None
+    reply: Reply, tls: ssl.SSLContext | None = None, bodies: list[bytes] | None = None
 ) -> AsyncIterator[tuple[str, list[bytes]]]:
     """A server answering every request on a connection with ``reply``; yields its base URL and
-    the request heads it saw (one per request, in order)."""
+    the request heads it saw (one per request, in order); request bodies go to ``bodies``."""
     heads: list[bytes] = []
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while True:
-                head, _ = await read_request(reader)
+                head, body = await read_request(reader)
                 heads.append(head)
+                if bodies is not None:
+                    bodies.append(body)
                 await reply(reader, writer)
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
@@ -136,6 +138,20 @@ def test_runs_on_uvloop_as_on_asyncio(loop: str) -> None:
 
     runner = uvloop.run if loop == "uvloop" else asyncio.run
     assert runner(main()) == b"{}"
+
+
+async def test_a_large_request_body_arrives_whole(pool: MakePool) -> None:
+    bodies: list[bytes] = []
+
+    async def echo_size(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await answer(b"%d" % len(bodies[-1]))(reader, writer)
+
+    async with server(echo_size, bodies=bodies) as (base, _):
+        big = b'{"x":"' + b"a" * 200_000 + b'"}'
+        assert await body_of(
+            await pool(base).post(base + "/big", big, read_timeout=2)
+        ) == b"%d" % len(big)
+        assert bodies == [big]
 
 
 async def test_chunked_and_gzip_bodies_are_decoded_piece_by_piece(pool: MakePool) -> None:

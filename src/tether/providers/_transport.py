@@ -248,10 +248,14 @@ class Connection(asyncio.Protocol):
 
     # ---------------------------------------------------------------- lifecycle
 
-    def send(self, data: bytes) -> None:
+    def send(self, head: bytes, body: bytes) -> None:
+        """Write one request: in one piece when small (one send), else without copying the body."""
         self._reset_message()
         assert self.transport is not None
-        self.transport.write(data)
+        if len(body) < 65536:
+            self.transport.write(head + body)
+        else:
+            self.transport.writelines((head, body))
 
     @property
     def reusable(self) -> bool:
@@ -396,10 +400,7 @@ class Pool:
         )
         conn = await self._acquire(connect_timeout)
         try:
-            conn.send(head + body if len(body) < 65536 else head)
-            if len(body) >= 65536:
-                assert conn.transport is not None
-                conn.transport.write(body)
+            conn.send(head, body)
             while not conn.headers_done:
                 await conn.wait("answer", read_timeout)
         except BaseException:

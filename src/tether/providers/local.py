@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from jinja2 import TemplateError
+
 from tether.config.models import LocalProviderConfig
 from tether.errors import ConfigError, UpstreamError
 from tether.providers.base import CallContext, Model
@@ -60,7 +62,6 @@ class _Context:
         source = llama.metadata.get("tokenizer.chat_template")
         if not source:
             return cls(llama, None)
-        from jinja2 import TemplateError
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
         def text(token: int) -> str:
@@ -75,8 +76,6 @@ class _Context:
     def prompt_tokens(self, messages: list[dict[str, Any]]) -> int:
         """The prompt's length as the model sees it: the messages rendered by the chat template
         (as llama.cpp renders them), else their contents alone."""
-        from jinja2 import TemplateError
-
         if self.template is not None:
             try:
                 rendered = self.template(messages=messages)
