@@ -157,17 +157,9 @@ class Pipeline:
         """The feature's designed answer for when the model could not give one."""
         on_failure = call.feature.config.on_failure
         trace = call.trace
-        if on_failure.feature is not None:
-            trace.event(
-                "failure_path",
-                via="feature",
-                feature=on_failure.feature,
-                reason=error.reason,
-                error=str(error),
-            )
-            other = self.feature(on_failure.feature)
-            request = other.build_request(call.variables)
-            result = await self._run(Call(other, trace, request, call.variables))
+        nested = self._failure_feature(call, error)
+        if nested is not None:
+            result = await self._run(nested)
             return self._degrade(trace, result, error.reason)
         if on_failure.respond is not None:
             trace.event("failure_path", via="respond", reason=error.reason, error=str(error))
@@ -179,6 +171,17 @@ class Pipeline:
         raise FeatureFailed(
             f"feature {call.feature.name!r} failed ({error.reason}): {error}", cause=error
         ) from error
+
+    def _failure_feature(self, call: Call, error: TetherError) -> Call | None:
+        """The call of the feature ``on_failure.feature`` names (the event recorded), if any."""
+        name = call.feature.config.on_failure.feature
+        if name is None:
+            return None
+        call.trace.event(
+            "failure_path", via="feature", feature=name, reason=error.reason, error=str(error)
+        )
+        other = self.feature(name)
+        return Call(other, call.trace, other.build_request(call.variables), call.variables)
 
     @staticmethod
     def _degrade(trace: Trace, result: Result, reason: str) -> Result:
@@ -321,17 +324,8 @@ class Pipeline:
         yield StreamChunk(done=True, result=result)
 
     async def _stream_failure(self, call: Call, error: TetherError) -> AsyncIterator[StreamChunk]:
-        on_failure = call.feature.config.on_failure
-        if on_failure.feature is not None:
-            call.trace.event(
-                "failure_path",
-                via="feature",
-                feature=on_failure.feature,
-                reason=error.reason,
-                error=str(error),
-            )
-            other = self.feature(on_failure.feature)
-            nested = Call(other, call.trace, other.build_request(call.variables), call.variables)
+        nested = self._failure_feature(call, error)
+        if nested is not None:
             async for chunk in self._stream(nested):
                 if chunk.result is not None and not chunk.result.degraded:
                     self._degrade(call.trace, chunk.result, error.reason)
