@@ -6,6 +6,10 @@ so install it first: ``apt-get install wrk``. tether is called with a scoped API
 production. Prints p50/p99 added latency and the RPS ratio.
 Targets: p99 added <= 5 ms at concurrency 16.
 
+A second tether with ``store.journal: off`` (the crash journal, which appends every trace to a
+local file before the response leaves) runs as target ``jrnl-off``, so journal on (``tether``)
+and off are measured side by side; the summary prints both and the on/off RPS ratio.
+
 With ``--litellm PATH`` (the ``litellm`` executable of a separate virtualenv holding
 ``litellm[proxy]``), LiteLLM's proxy is pointed at the same mock with 2 workers and measured in
 the same run; the script then prints tether's RPS against LiteLLM's (target >= 5x at 64).
@@ -131,15 +135,17 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 def start_tether(
-    upstream_url: str, workdir: Path, workers: int
+    upstream_url: str, workdir: Path, workers: int, journal: bool = True
 ) -> tuple[subprocess.Popen[bytes], Target]:
+    workdir = workdir / ("journal-on" if journal else "journal-off")
+    workdir.mkdir()
     config = workdir / "tether.yaml"
     config.write_text(
         "providers:\n"
         f"  mock: {{kind: openai, base_url: '{upstream_url}', api_key: mock}}\n"
         "features:\n"
         "  bench:\n    model: mock:gpt-4o-mini\n    on_failure: {respond: unavailable}\n"
-        f"store: {{url: 'sqlite:///{workdir}/traces.db'}}\n"
+        f"store: {{url: 'sqlite:///{workdir}/traces.db', journal: {'on' if journal else 'off'}}}\n"
     )
     created = subprocess.run(  # callers authenticate with a scoped key, as in production
         [sys.executable, "-m", "tether", "keys", "create", "-c", str(config), "-s", "bench"],
@@ -215,6 +221,8 @@ def main() -> None:
         procs = []
         proc, targets["tether"] = start_tether(upstream.base_url, workdir, args.workers)
         procs.append(proc)
+        proc, targets["jrnl-off"] = start_tether(upstream.base_url, workdir, args.workers, False)
+        procs.append(proc)
         if args.litellm:
             proc, targets["litellm"] = start_litellm(args.litellm, upstream.base_url, workdir)
             procs.append(proc)
@@ -256,9 +264,20 @@ def summary(rounds: list[dict[str, Run]]) -> str:
     added50 = [r["tether"].p50_ms - r["direct"].p50_ms for r in rounds]
     added99 = [r["tether"].p99_ms - r["direct"].p99_ms for r in rounds]
     line = (
-        f"     added by tether: p50 {median(added50):+.2f} ms, p99 {median(added99):+.2f} ms "
+        f"     added by tether (journal on):  p50 {median(added50):+.2f} ms, "
+        f"p99 {median(added99):+.2f} ms "
         f"(rounds: {', '.join(f'{x:+.2f}' for x in added99)}); "
         f"RPS tether/direct {median(r['tether'].rps / r['direct'].rps for r in rounds):.2f}"
+    )
+    off50 = [r["jrnl-off"].p50_ms - r["direct"].p50_ms for r in rounds]
+    off99 = [r["jrnl-off"].p99_ms - r["direct"].p99_ms for r in rounds]
+    on_off = [r["tether"].rps / r["jrnl-off"].rps for r in rounds]
+    line += (
+        f"\n     added by tether (journal off): p50 {median(off50):+.2f} ms, "
+        f"p99 {median(off99):+.2f} ms "
+        f"(rounds: {', '.join(f'{x:+.2f}' for x in off99)}); "
+        f"RPS journal on/off {median(on_off):.2f} "
+        f"(rounds: {', '.join(f'{x:.2f}' for x in on_off)})"
     )
     if "litellm" in rounds[0]:
         ratio = median(r["tether"].rps / r["litellm"].rps for r in rounds)

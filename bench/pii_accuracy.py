@@ -1,6 +1,10 @@
 """Span-level precision and recall of the ``pii`` guard, per entity type.
 
-Usage: ``python bench/pii_accuracy.py [--data ../shared/data/pii/pii_dev.json] [--errors N]``
+Usage: ``python bench/pii_accuracy.py [--data PATH] [--errors N]``
+
+``--data`` defaults to the 100-sentence sample in examples/data/pii_sample.json (presidio-research
+format; see examples/data/README.md); the table in docs/guards.md was measured on the full
+1,500-sentence ``pii_dev.json`` it was drawn from.
 
 A predicted span counts as a true positive when it has the gold span's type and the same
 start and end (exact match). ``--overlap`` also reports the looser "overlapping span of the
@@ -21,7 +25,7 @@ from typing import Any
 from tether.guards.builtin.pii import PiiDetector
 from tether.guards.config import PII_TYPES
 
-DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "data" / "pii" / "pii_dev.json"
+DEFAULT = Path(__file__).resolve().parents[1] / "examples" / "data" / "pii_sample.json"
 
 
 def gold_spans(row: dict[str, Any]) -> list[tuple[str, int, int]]:

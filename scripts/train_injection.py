@@ -1,6 +1,6 @@
 """Train the prompt-injection classifier shipped as tether/guards/data/injection_model.json.
 
-    .venv/bin/python scripts/train_injection.py [--data PATH/injection_dev.jsonl] [--no-write]
+    .venv/bin/python scripts/train_injection.py --data PATH/injection_dev.jsonl [--no-write]
         [--repeats 3] [--folds 5] [--quick]
 
 Reproducible: fixed seeds, deterministic solver, synthetic rows from scripts/injection_synth.py;
@@ -62,7 +62,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from injection_synth import generate
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = ROOT.parent / "shared" / "data" / "guardrails" / "injection_dev.jsonl"
 OUT = ROOT / "src" / "tether" / "guards" / "data" / "injection_model.json"
 ATTACK_SOURCES = ("CyberSecEval/prompt_injection.json", "Giskard/prompt_injections.csv")
 BENIGN_SOURCES = ("CyberSecEval/mitre_frr.json", "PIGuard/wildguard.json")
@@ -420,7 +419,13 @@ def choose(rows: dict[float, tuple[Point, Point]], sources: dict[str, dict[float
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument(
+        "--data",
+        type=Path,
+        required=True,
+        help="the full injection_dev.jsonl (1,983 rows; built from the sources listed in "
+        "examples/data/README.md); the 100-row sample there is too small to train on",
+    )
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--seed", type=int, default=13, help="seed of the synthetic rows")
     parser.add_argument("--c", type=float, default=4.0)

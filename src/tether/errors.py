@@ -8,7 +8,8 @@ Every error tether raises is a :class:`TetherError`. The tree::
     │   ├── FeatureNotFound      no feature of that name
     │   ├── MissingVariable      the feature's prompt needs a variable the call did not pass
     │   ├── KeyNotFound          no API key matches the id or prefix given
-    │   └── PayloadTooLarge      the request body is over the gateway's limit
+    │   ├── PayloadTooLarge      the request body is over the gateway's limit
+    │   └── UnsupportedMediaType the request body is not sent as application/json
     ├── AuthenticationFailed     no API key, or an unknown / revoked one
     ├── PermissionDenied         the key may not call that feature (or that admin surface)
     ├── ProviderError            a model call failed (carries provider, model, retryable)
@@ -80,6 +81,12 @@ class PayloadTooLarge(InvalidRequest):
     """The request body is larger than the gateway accepts."""
 
     reason = "payload_too_large"
+
+
+class UnsupportedMediaType(InvalidRequest):
+    """The request body is not declared as ``application/json``."""
+
+    reason = "unsupported_media_type"
 
 
 class AuthenticationFailed(TetherError):

@@ -1,6 +1,6 @@
 """The in-process SDK.
 
-tether = Tether.from_config("tether.yaml")
+tether = Tether.from_config("tether.yaml")    # traces go to the config's store; store=False: not
 result = await tether.run("assistant", variables={"message": "Hi"})
 async for chunk in tether.stream("assistant", variables={"message": "Hi"}):
     print(chunk.text, end="")
@@ -15,12 +15,17 @@ import asyncio
 import os
 import threading
 from collections.abc import AsyncGenerator, Iterator, Mapping
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
-from tether.config.loader import load_config
-from tether.config.models import TetherConfig, split_model_ref
+from jinja2 import TemplateError
+
+from tether.config.loader import ConfigProblems, SourceMap, load_located
+from tether.config.models import FeatureConfig, TetherConfig, split_model_ref
 from tether.errors import ConfigError
+from tether.guards.config import GuardSpec
+from tether.guards.registry import build_guard
 from tether.pipeline.feature import CompiledFeature, template_environment
 from tether.pipeline.pipeline import Pipeline
 from tether.pipeline.result import Result, StreamChunk
@@ -31,6 +36,8 @@ from tether.resilience.chain import UpstreamHealth, build_chain
 from tether.telemetry.sink import FanOut, MemorySink, TraceSink
 
 if TYPE_CHECKING:
+    from tether.settings import Settings
+    from tether.store.sink import StoreSink
     from tether.telemetry.otel import OtelSink
 
 
@@ -52,7 +59,9 @@ class Tether:
     """Declared features, callable. Providers are created lazily, on first use.
 
     ``providers`` replaces declared providers by name (e.g. a ``ScriptedProvider`` in tests);
-    ``sink`` receives every finished trace (the last 1,000 are also kept in ``traces``).
+    ``sink`` receives every finished trace (the last 1,000 are also kept in ``traces``);
+    ``store`` (a :class:`~tether.store.sink.StoreSink`, what :meth:`from_config` gives) stores
+    them: it opens on ``async with`` or the first call, and ``aclose()`` writes every trace.
     """
 
     def __init__(
@@ -62,11 +71,15 @@ class Tether:
         providers: Mapping[str, Provider] | None = None,
         sink: TraceSink | None = None,
         prices: PriceTable | None = None,
+        store: StoreSink | None = None,
     ) -> None:
         self.config = config
         self.traces = MemorySink()
         self.health = UpstreamHealth()
+        self.store = store
         sinks: list[TraceSink] = [self.traces] if sink is None else [self.traces, sink]
+        if store is not None:
+            sinks.append(store)
         self._otel = otel_sink(config)
         if self._otel is not None:
             sinks.append(self._otel)
@@ -76,8 +89,32 @@ class Tether:
         self._pipeline: Pipeline | None = None
 
     @classmethod
-    def from_config(cls, path: str | os.PathLike[str] = "tether.yaml", **kwargs: Any) -> Tether:
-        return cls(load_config(path), **kwargs)
+    def from_config(
+        cls,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        store: bool = True,
+        settings: Settings | None = None,
+        **kwargs: Any,
+    ) -> Tether:
+        """Load ``path`` (default ``$TETHER_CONFIG`` or ``tether.yaml``) and compile every
+        feature now, so a guard or template that cannot be built fails here with FILE:LINE.
+        Traces are stored in the config's store (``$TETHER_STORE_URL`` replaces it) like the
+        gateway's; ``store=False`` keeps them only in memory."""
+        from tether.settings import Settings
+
+        settings = settings or Settings.load()
+        file = settings.config_path(None if path is None else Path(path))
+        config, source = load_located(file)
+        config = settings.apply(config)
+        sink = None
+        if store:
+            from tether.store.sink import StoreSink
+
+            sink = StoreSink(config.store, config_dir=file.resolve().parent)
+        tether = cls(config, store=sink, **kwargs)
+        tether.compile(source)
+        return tether
 
     # ------------------------------------------------------------------ wiring
 
@@ -96,14 +133,20 @@ class Tether:
 
     @property
     def pipeline(self) -> Pipeline:
+        return self.compile()
+
+    def compile(self, source: SourceMap | None = None) -> Pipeline:
+        """Build every feature's prompt templates, model chain and guards (no network; once).
+        A failure is a ConfigError at the feature's YAML path (and FILE:LINE with ``source``)."""
         if self._pipeline is None:
             env = template_environment()
-            compiled = {
-                name: CompiledFeature.compile(
-                    name, feature, build_chain(feature, self._resolve, self.health), env
-                )
-                for name, feature in self.config.features.items()
-            }
+            compiled: dict[str, CompiledFeature] = {}
+            for name, feature in self.config.features.items():
+                try:
+                    chain = build_chain(feature, self._resolve, self.health)
+                    compiled[name] = CompiledFeature.compile(name, feature, chain, env)
+                except Exception as exc:  # any start-up failure, located at its YAML path
+                    raise _located(exc, name, feature, source) from exc
             self._pipeline = Pipeline(compiled, self._sink)
         return self._pipeline
 
@@ -141,6 +184,9 @@ class Tether:
             await chunks.aclose()  # stopping early closes the model's stream and ends the trace
 
     async def aclose(self) -> None:
+        """Store every trace handed over (when storing), then release the providers."""
+        if self.store is not None:
+            await self.store.aclose()
         if self._otel is not None:
             await asyncio.to_thread(self._otel.shutdown)
         for provider in self._providers.values():
@@ -149,12 +195,51 @@ class Tether:
                 await aclose()
 
     async def __aenter__(self) -> Self:
+        if self.store is not None:
+            await self.store.start()  # an unreachable store fails here, not after a call
         return self
 
     async def __aexit__(
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.aclose()
+
+
+def _located(
+    exc: Exception, name: str, feature: FeatureConfig, source: SourceMap | None
+) -> ConfigError:
+    """A feature that does not compile, as a problem at the YAML path of its cause."""
+    path: tuple[str | int, ...] = ("features", name)
+    message = exc.message if isinstance(exc, ConfigError) else f"{type(exc).__name__}: {exc}"
+    fix = ""
+    env = template_environment()
+    for key in ("system", "template"):
+        text = getattr(feature.prompt, key)
+        try:
+            env.from_string(text or "")
+        except TemplateError as err:
+            path = ("features", name, "prompt", key)
+            message = f"the template does not parse ({err})"
+            fix = "templates use Jinja2 syntax, e.g. '{{ message }}'"
+            break
+    else:
+        for stage, specs in (("input", feature.guards.input), ("output", feature.guards.output)):
+            failing = next((i for i, spec in enumerate(specs) if _fails(spec)), None)
+            if failing is not None:
+                path = ("features", name, "guards", stage, failing)
+                break
+    if source is None:
+        problem = f"{'.'.join(map(str, path))}: {message}"
+        return ConfigError(f"{problem}\n  fix: {fix}" if fix else problem)
+    return ConfigProblems([source.problem(path, message, fix)])
+
+
+def _fails(spec: GuardSpec) -> bool:
+    try:
+        build_guard(spec)
+    except Exception:  # noqa: BLE001 - only asks whether this guard is the one that fails
+        return True
+    return False
 
 
 class SyncTether:
@@ -166,7 +251,8 @@ class SyncTether:
         self._thread: threading.Thread | None = None
 
     @classmethod
-    def from_config(cls, path: str | os.PathLike[str] = "tether.yaml", **kwargs: Any) -> SyncTether:
+    def from_config(cls, path: str | os.PathLike[str] | None = None, **kwargs: Any) -> SyncTether:
+        """:meth:`Tether.from_config`; close it (``with``) so that every trace is stored."""
         return cls(Tether.from_config(path, **kwargs))
 
     def _submit(self, coro: Any) -> Any:

@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tether import __version__
+from tether.testing.upstream import Fault, FaultyUpstream
 
-def tether(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+from .gateway_server import free_port
+
+WIDE = {"COLUMNS": "200"}  # rich tables then keep each cell on one line
+
+
+def tether(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "tether", *args],
         capture_output=True,
@@ -18,6 +29,7 @@ def tether(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[s
         cwd=cwd,
         timeout=300,
         check=False,
+        env={**os.environ, **env} if env else None,
     )
 
 
@@ -114,3 +126,133 @@ def test_every_example_config_is_valid() -> None:
     for config in examples:
         out = tether("check", str(config))
         assert out.returncode == 0, f"{config}: {out.stderr}"
+
+
+# ------------------------------------------------------------------ issue 8 C: traces, check
+
+
+def test_run_stores_its_trace_where_traces_list_reads(scripted_config: Path) -> None:
+    ran = tether("run", "greet", "-c", str(scripted_config), "--var", "name=Ada", "--json")
+    assert ran.returncode == 0, ran.stderr
+    trace_id = json.loads(ran.stdout)["trace_id"]
+    listed = tether("traces", "list", "-c", str(scripted_config), "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert trace_id in [t["id"] for t in json.loads(listed.stdout)]
+    shown = tether("traces", "show", trace_id, "-c", str(scripted_config), env=WIDE)
+    assert "attempt 1 flaky:m UpstreamError" in shown.stdout
+    assert "flaky:flaky:m" not in shown.stdout  # the provider is named once
+    assert "fallback frm=flaky:m to=steady:m reason=upstream_error" in shown.stdout
+
+
+def test_run_trace_shows_why_an_upstream_failed(tmp_path: Path) -> None:
+    with FaultyUpstream() as upstream:
+        upstream.set_fault(Fault.SERVER_503)
+        config = tmp_path / "tether.yaml"
+        config.write_text(
+            "providers:\n"
+            f"  acme: {{kind: openai, base_url: '{upstream.base_url}', api_key: k}}\n"
+            "features:\n"
+            "  ask:\n"
+            "    model: acme:gpt-4o-mini\n"
+            "    retry: {max_attempts: 1}\n"
+            "    on_failure: {respond: later}\n"
+        )
+        out = tether("run", "ask", "-c", str(config), "--var", "message=hi", "--trace", env=WIDE)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "later"
+    attempt = r"attempt 1: acme:gpt-4o-mini .*UpstreamError HTTP 503 in \d+ ms: (.*)│"
+    cause = re.search(attempt, out.stderr)
+    assert cause is not None, out.stderr
+    assert "fault injected: HTTP 503" in cause.group(1)  # the upstream's own words
+
+
+GUARDED = """\
+providers:
+  s: {kind: scripted}
+features:
+  a:
+    model: s:m
+    guards:
+      input:
+        - GUARD
+    on_failure: {respond: "x"}
+"""
+
+
+@pytest.mark.parametrize(
+    ("guard", "where", "hint"),
+    [
+        ("piii", "", "`pii`"),
+        ("{prompt_injection: {treshold: 0.8}}", ".treshold", "`threshold`"),
+        ("{pii: {entitys: [EMAIL_ADDRESS]}}", ".entitys", "`entities`"),
+    ],
+)
+def test_check_fails_on_what_start_up_would_fail_on(
+    tmp_path: Path, guard: str, where: str, hint: str
+) -> None:
+    config = tmp_path / "tether.yaml"
+    config.write_text(GUARDED.replace("GUARD", guard))
+    located = f"{config}:8: features.a.guards.input.0{where}:"
+    out = tether("check", str(config))
+    assert out.returncode == 1, out.stdout
+    assert located in out.stderr and f"did you mean {hint}?" in out.stderr
+    ran = tether("run", "a", "-c", str(config), "--var", "message=hi")
+    assert ran.returncode == 1 and located in ran.stderr  # the same message
+
+
+def test_check_parses_templates(tmp_path: Path) -> None:
+    config = tmp_path / "tether.yaml"
+    config.write_text(
+        "features:\n  a:\n    model: local:smollm2\n    prompt:\n"
+        "      template: 'Hello {{ name '\n    on_failure: {respond: x}\n"
+    )
+    out = tether("check", "--config", str(config))
+    assert out.returncode == 1
+    assert f"{config}:5: features.a.prompt.template: the template does not parse" in out.stderr
+
+
+def test_check_takes_the_file_as_argument_or_option(scripted_config: Path) -> None:
+    assert tether("check", str(scripted_config)).returncode == 0
+    assert tether("check", "--config", str(scripted_config)).returncode == 0
+    assert tether("check", "-c", str(scripted_config)).returncode == 0
+    both = tether("check", str(scripted_config), "-c", "other.yaml")
+    assert both.returncode == 2 and "give one" in both.stderr
+
+
+def test_serve_checks_the_config_before_it_says_serving(tmp_path: Path) -> None:
+    config = tmp_path / "tether.yaml"
+    config.write_text(GUARDED.replace("GUARD", "piii"))
+    port = str(free_port())
+    out = tether("serve", "-c", str(config), "--port", port, "--log-level", "warning")
+    assert out.returncode == 1
+    assert "serving" not in out.stderr + out.stdout
+    assert f"{config}:8: features.a.guards.input.0:" in out.stderr
+    assert "did you mean `pii`?" in out.stderr and "Traceback" not in out.stderr
+
+
+# ------------------------------------------------------------------ issue 8 C: smaller
+
+
+def test_version() -> None:
+    out = tether("--version")
+    assert out.returncode == 0 and out.stdout.strip() == f"tether {__version__}"
+
+
+@pytest.mark.parametrize("command", [(), ("run",), ("traces", "list"), ("keys", "create")])
+def test_flags_show_no_value_type(command: tuple[str, ...]) -> None:
+    out = tether(*command, "--help")
+    assert out.returncode == 0
+    assert "--help" in out.stdout and "<bool>" not in out.stdout
+    if command == ("run",):
+        assert "--stream" in out.stdout and "<path>" in out.stdout  # real types stay
+
+
+@pytest.mark.local_model
+def test_demo_stores_the_traces_it_says_it_left(tmp_path: Path) -> None:
+    out = tether("demo", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    url = f"sqlite:///{tmp_path / 'tether.db'}"
+    assert f"Every call above left a trace in {url}" in out.stdout
+    listed = tether("traces", "list", "--store-url", url, "--json", cwd=tmp_path)
+    features = sorted(t["feature"] for t in json.loads(listed.stdout))
+    assert features == ["assistant", "billing", "billing", "support"]

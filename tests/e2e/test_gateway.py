@@ -246,7 +246,7 @@ def test_http_level_errors(gateway: GatewayProcess) -> None:
     )
     assert too_big.status_code == 413
     assert too_big.json()["error"]["code"] == "payload_too_large"
-    not_json = httpx.post(url, content=b"{nope")
+    not_json = httpx.post(url, content=b"{nope", headers={"content-type": "application/json"})
     assert not_json.status_code == 400 and "not valid JSON" in not_json.json()["error"]["message"]
     missing = httpx.get(f"{gateway.base_url}/nowhere")
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"

@@ -299,13 +299,17 @@ async def test_openai_wire_format(upstream: FaultyUpstream, make_model: MakeMode
 async def test_openai_omits_unset_options_and_prefers_max_completion_tokens(
     upstream: FaultyUpstream, make_model: MakeModel
 ) -> None:
+    """``max_completion_tokens`` in extra asks for that name; the value is tether's."""
     request = simple_request(max_tokens=10, extra={"max_completion_tokens": 99})
     await make_model("openai", api_key=None).complete(request, ctx())
     sent = upstream.last_request
     assert sent is not None and "authorization" not in sent.headers
     body = sent.json()
     assert "stream" not in body and "temperature" not in body and "tools" not in body
-    assert "max_tokens" not in body and body["max_completion_tokens"] == 99
+    assert "max_tokens" not in body and body["max_completion_tokens"] == 10
+    await make_model("openai").complete(simple_request(extra={"max_completion_tokens": 99}), ctx())
+    sent = upstream.last_request
+    assert sent is not None and sent.json()["max_completion_tokens"] == 99
 
 
 async def test_anthropic_wire_format(upstream: FaultyUpstream, make_model: MakeModel) -> None:

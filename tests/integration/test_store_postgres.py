@@ -162,6 +162,17 @@ def test_odd_values_are_stored(store: Store) -> None:
     assert got["metadata"] == {"score": None, "text": "\ufffd", "lone": "\ufffd", "esc": "\\u0000"}
 
 
+def test_what_was_asked_is_stored_in_its_own_column(store: Store) -> None:
+    trace = make_trace()
+    messages = [{"role": "user", "content": "héllo\x00"}, {"role": "tool", "content": "ok"}]
+    trace.input = {"capture": "full", "messages": messages, "variables": {"n": 1.5}}
+    assert store.traces.write_many([trace.to_dict()]) == 1
+    got = store.traces.get(trace.id)
+    assert got is not None and got["input"]["messages"][0]["content"] == "héllo\ufffd"
+    assert got["input"]["variables"] == {"n": 1.5}
+    assert "input" not in store.traces.list()[0]
+
+
 def test_keys_on_postgres(pg_url: str) -> None:
     with Store.from_url(pg_url) as store:
         key_id, plaintext = store.keys.create("ci", ["support"])

@@ -30,7 +30,7 @@ features:
 def make_trace(feature: str, *, user: str, degraded: bool = False, age_s: float = 0) -> Trace:
     trace = Trace(feature=feature, user=user, variant="default")
     trace.started_at = time.time() - age_s
-    attempt = trace.start_attempt("smollm2", "local")
+    attempt = trace.start_attempt("local:smollm2", "local")  # the pipeline's model reference
     attempt.end_ms, attempt.usage = attempt.start_ms + 12, Usage(5, 7)
     if degraded:
         attempt.status, attempt.error_class, attempt.error = "error", "Timeout", "took too long"
@@ -61,8 +61,8 @@ def traces(config: Path) -> list[Trace]:
     return made
 
 
-def run(app: typer.Typer, *args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(app, list(args), env={"COLUMNS": "160"})
+def run(app: typer.Typer, *args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    result = CliRunner().invoke(app, list(args), env={"COLUMNS": "160", **(env or {})})
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
     return result.exit_code, result.stdout, result.stderr
 
@@ -108,8 +108,10 @@ def test_show(config: Path, traces: list[Trace]) -> None:
     code, out, _ = run(traces_app, "show", traces[1].id[:10], "--config", str(config))
     assert code == 0
     assert traces[1].id in out
-    assert "attempt 1 local:smollm2 error Timeout: took too long" in out
-    assert "failure_path" in out and "the answer" in out
+    assert "attempt 1 local:smollm2 Timeout: took too long" in out  # the provider named once
+    assert "local:local" not in out
+    assert 'failure_path respond="Sorry, try again later."' in out  # key=value, not JSON
+    assert "the answer" in out
 
 
 def test_show_json_and_missing(config: Path, traces: list[Trace]) -> None:
@@ -141,6 +143,22 @@ def test_store_url_overrides_the_config(tmp_path: Path) -> None:
     )
     assert code == 0
     assert [t["id"] for t in json.loads(out)] == [trace.id]
+
+
+def test_the_environment_names_the_store_and_the_config(tmp_path: Path, config: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'env.db'}"
+    trace = make_trace("support", user="dave")
+    with Store.from_url(url) as store:
+        store.traces.write_many([trace.to_dict()])
+    code, out, _ = run(traces_app, "list", "--json", env={"TETHER_STORE_URL": url})
+    assert code == 0 and [t["id"] for t in json.loads(out)] == [trace.id]
+    env = {"TETHER_CONFIG": str(config), "TETHER_STORE_URL": url}
+    code, _, err = run(keys_app, "create", "-s", "nope", env=env)
+    assert code == 2 and "declared: search, support" in err  # $TETHER_CONFIG was read
+    code, _, _ = run(keys_app, "create", "-s", "support", env=env)
+    assert code == 0
+    with Store.from_url(url) as store:  # the key went to $TETHER_STORE_URL
+        assert [k.scopes for k in store.keys.list()] == [("support",)]
 
 
 def test_missing_config_says_what_to_do(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from pathlib import Path
 
 from rich.console import Console
 from rich.panel import Panel
@@ -20,6 +21,9 @@ from tether.cli.render import trace_table
 from tether.config.loader import parse_config
 from tether.pipeline.result import Result
 from tether.sdk import Tether
+from tether.settings import Settings
+from tether.store.config import StoreConfig
+from tether.store.sink import StoreSink
 from tether.testing.upstream import Fault, FaultyUpstream
 
 DEMO_CONFIG = """\
@@ -71,10 +75,10 @@ async def _stream_answer(console: Console, tether: Tether, feature: str, message
     return Row(feature, final.result, final.error or "")
 
 
-async def _tour(console: Console, upstream: FaultyUpstream) -> list[Row]:
+async def _tour(console: Console, upstream: FaultyUpstream, store: StoreSink) -> list[Row]:
     config = parse_config(DEMO_CONFIG.replace("UPSTREAM", upstream.base_url), "demo.yaml", {})
     rows: list[Row] = []
-    async with Tether(config) as tether:
+    async with Tether(config, store=store) as tether:
         console.rule("1. A feature on the embedded model")
         rows.append(
             await _stream_answer(console, tether, "assistant", "What is the capital of France?")
@@ -121,7 +125,12 @@ def _summary(rows: list[Row]) -> Table:
     return table
 
 
-def run_demo(console: Console) -> None:
+def run_demo(console: Console, settings: Settings | None = None) -> None:
+    """The tour; its traces go to ``$TETHER_STORE_URL`` or ./tether.db, like `tether run`'s."""
+    settings = settings or Settings.load()
+    store_config = settings.store_config(StoreConfig())
+    store = StoreSink(store_config, config_dir=Path.cwd())
+    url = store_config.resolve_url(Path.cwd())
     console.print(
         Panel.fit(
             "tether demo: offline, on the embedded SmolLM2-135M model and a fault-injecting "
@@ -132,9 +141,12 @@ def run_demo(console: Console) -> None:
     with FaultyUpstream(text="ACME support: use the 'Forgot password' link.") as upstream:
         config_text = DEMO_CONFIG.replace("UPSTREAM", upstream.base_url)
         console.print(Syntax(config_text, "yaml", theme="ansi_dark"))
-        rows = asyncio.run(_tour(console, upstream))
+        rows = asyncio.run(_tour(console, upstream, store))
     console.print(_summary(rows))
     console.print(
-        "Every call above left a trace; `tether init` writes a starter tether.yaml, "
-        "`tether run FEATURE --var message=...` calls a feature."
+        f"Every call above left a trace in {url}: `tether traces list --store-url {url}` "
+        "lists them. `tether init` writes a starter tether.yaml, "
+        "`tether run FEATURE --var message=...` calls a feature.",
+        markup=False,
+        soft_wrap=True,
     )

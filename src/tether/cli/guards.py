@@ -16,13 +16,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 from rich.table import Table
 
+from tether.cli.app import App
 from tether.errors import TetherError
 from tether.guards.base import Guard, GuardContext, Stage, Verdict
 from tether.guards.config import PII_TYPES, GuardSpec
 from tether.guards.evaluation import Confusion, EvalReport, evaluate, read_rows
 from tether.guards.registry import as_verdict, build_guard
 
-app = typer.Typer(help="Run guards on text: scan JSONL from stdin, or evaluate on a dataset.")
+app = App(help="Run guards on text: scan JSONL from stdin, or evaluate on a dataset.")
 
 GuardArg = Annotated[
     str, typer.Argument(help="pii, prompt_injection, secrets, json_schema, system_prompt_leak, "

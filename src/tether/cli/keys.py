@@ -7,7 +7,6 @@ tether keeps only its hash.
 from __future__ import annotations
 
 from datetime import datetime
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -15,8 +14,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from tether.cli.app import App, ConfigOption
 from tether.cli.traces import (
-    ConfigOption,
     JsonOption,
     StoreUrlOption,
     cli_errors,
@@ -27,11 +26,7 @@ from tether.config import TetherConfig
 from tether.errors import KeyNotFound
 from tether.store.keys import ApiKey
 
-app = typer.Typer(
-    help="Create, list and revoke gateway API keys.",
-    no_args_is_help=True,
-    add_completion=False,
-)
+app = App(help="Create, list and revoke gateway API keys.", no_args_is_help=True)
 
 
 def _check_scopes(scopes: list[str], config: TetherConfig | None) -> None:
@@ -70,7 +65,7 @@ def create(
         typer.Option("--scope", "-s", help="A feature this key may call ('*': all); repeatable."),
     ],
     name: Annotated[str, typer.Option("--name", "-n", help="A label, e.g. the client.")] = "",
-    config: ConfigOption = Path("tether.yaml"),
+    config: ConfigOption = None,
     store_url: StoreUrlOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -92,7 +87,7 @@ def create(
 
 @app.command("list")
 def list_keys(
-    config: ConfigOption = Path("tether.yaml"),
+    config: ConfigOption = None,
     store_url: StoreUrlOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -128,7 +123,7 @@ def list_keys(
 @app.command("revoke")
 def revoke(
     key_id: Annotated[str, typer.Argument(help="The key's id or its display prefix.")],
-    config: ConfigOption = Path("tether.yaml"),
+    config: ConfigOption = None,
     store_url: StoreUrlOption = None,
 ) -> None:
     """Revoke a key: the gateway refuses it from now on (401)."""

@@ -12,14 +12,13 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from tether._version import __version__
+from tether.cli.app import App, ConfigOption, compile_config, load_settings
 from tether.cli.render import trace_table
 from tether.cli.serve import serve
 from tether.cli.templates import STARTER_CONFIG
 from tether.errors import ConfigError, FeatureFailed, InvalidRequest, TetherError
-
-ConfigOption = Annotated[
-    Path, typer.Option("--config", "-c", help="The tether.yaml to use.", show_default=True)
-]
+from tether.settings import Settings
 
 SUB_APPS = (
     ("tether.cli.guards", "guards", "Run and measure input/output guards."),
@@ -56,27 +55,35 @@ def init(
 
 
 def check(
-    config: Annotated[Path, typer.Argument(help="The tether.yaml to validate.")] = Path(
-        "tether.yaml"
-    ),
+    file: Annotated[
+        Path | None,
+        typer.Argument(
+            help="The tether.yaml to check (default: $TETHER_CONFIG, else tether.yaml).",
+            show_default=False,
+        ),
+    ] = None,
+    config: ConfigOption = None,
 ) -> None:
-    """Validate a config; exit non-zero with FILE:LINE, the YAML path and a fix on problems."""
-    from tether.config.loader import load_config
-
+    """Check a config as start-up does (it builds every feature's guards, templates and model
+    chain, without network); exit non-zero with FILE:LINE, the YAML path and a fix."""
+    if file is not None and config is not None and file != config:
+        raise typer.BadParameter(f"two configs given ({file} and {config}); give one")
+    settings = load_settings()
+    path = settings.config_path(file or config)
     try:
-        loaded = load_config(config)
+        loaded = compile_config(path, settings)
     except ConfigError as exc:
         sys.stderr.write(f"{exc}\n")
         raise typer.Exit(1) from None
     Console().print(
-        f"[green]ok[/] {config}: {len(loaded.features)} feature(s) "
+        f"[green]ok[/] {path}: {len(loaded.features)} feature(s) "
         f"({', '.join(loaded.features) or 'none'}), {len(loaded.providers)} provider(s)"
     )
 
 
 def run(
     feature: Annotated[str, typer.Argument(help="The feature to call.")],
-    config: ConfigOption = Path("tether.yaml"),
+    config: ConfigOption = None,
     var: Annotated[
         list[str] | None, typer.Option("--var", "-v", help="A template variable: key=value.")
     ] = None,
@@ -85,11 +92,14 @@ def run(
     user: Annotated[str | None, typer.Option(help="The end user the call is for.")] = None,
     show_trace: Annotated[bool, typer.Option("--trace", help="Show the call's trace.")] = False,
 ) -> None:
-    """Call a feature once, e.g. `tether run assistant --var message='Hi'`."""
+    """Call a feature once, e.g. `tether run assistant --var message='Hi'`; its trace is stored
+    (see `tether traces list`)."""
     variables = _parse_vars(var or [])
     err = Console(stderr=True, highlight=False)
+    settings = load_settings()
+    path = settings.config_path(config)
     try:
-        result = asyncio.run(_run(feature, config, variables, stream and not as_json, user))
+        result = asyncio.run(_run(feature, path, settings, variables, stream and not as_json, user))
     except ConfigError as exc:
         sys.stderr.write(f"{exc}\n")
         raise typer.Exit(1) from None
@@ -110,11 +120,16 @@ def run(
 
 
 async def _run(
-    feature: str, config: Path, variables: dict[str, str], stream: bool, user: str | None
+    feature: str,
+    config: Path,
+    settings: Settings,
+    variables: dict[str, str],
+    stream: bool,
+    user: str | None,
 ) -> Any:
     from tether.sdk import Tether
 
-    async with Tether.from_config(config) as tether:
+    async with Tether.from_config(config, settings=settings) as tether:
         if not stream:
             return await tether.run(feature, variables, user=user)
         final = None
@@ -142,15 +157,27 @@ def demo() -> None:
         raise typer.Exit(1) from None
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"tether {__version__}")
+        raise typer.Exit()
+
+
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """tether: the production layer for AI features (guarded, budgeted, traced calls with a
+    designed failure path)."""
+
+
 def build_app() -> typer.Typer:
-    app = typer.Typer(
-        name="tether",
-        help="tether: the production layer for AI features (guarded, budgeted, traced calls "
-        "with a designed failure path).",
-        no_args_is_help=True,
-        add_completion=False,
-        pretty_exceptions_enable=False,
-    )
+    app = App(name="tether", no_args_is_help=True, pretty_exceptions_enable=False)
+    app.callback()(_root)
     app.command()(init)
     app.command()(check)
     app.command()(run)

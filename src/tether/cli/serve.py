@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 
+from tether.cli.app import ConfigOption, compile_config, load_settings
 from tether.errors import ConfigError
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 def serve(
-    config: Annotated[
-        Path, typer.Option("--config", "-c", help="The tether.yaml to serve.")
-    ] = Path("tether.yaml"),
+    config: ConfigOption = None,
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
@@ -31,7 +29,8 @@ def serve(
     Clients point their OpenAI SDK at http://HOST:PORT/v1 and use a feature name as the model.
     Until the first API key is created (see `tether keys create`) the gateway accepts calls
     without a key and therefore binds to 127.0.0.1 only. Set TETHER_ADMIN_TOKEN to enable
-    /admin and to protect /metrics.
+    /admin and to protect /metrics; TETHER_STORE_URL replaces the config's store.url (as for
+    `tether keys` and `tether traces`).
     """
     try:
         import uvicorn
@@ -43,8 +42,11 @@ def serve(
         sys.stderr.write(f"the gateway needs its extra: pip install 'tether[gateway]' ({exc})\n")
         raise typer.Exit(1) from None
     console = Console(stderr=True)
+    env = load_settings()
+    path = env.config_path(config)
     try:
-        settings = GatewaySettings.load(config)
+        compile_config(path, env)  # everything start-up builds fails here, before "serving"
+        settings = GatewaySettings.load(path, settings=env)
         with Store.open(settings.config.store, config_dir=settings.config_dir) as store:
             any_keys = store.keys.list(include_revoked=True)
     except ConfigError as exc:
@@ -69,7 +71,7 @@ def serve(
         tune_gc()
         uvicorn.run(app, host=host, port=port, log_level=log_level)
         return
-    os.environ[CONFIG_ENV] = str(config.resolve())
+    os.environ[CONFIG_ENV] = str(path.resolve())
     uvicorn.run(
         "tether.gateway.entry:app_factory",
         factory=True,

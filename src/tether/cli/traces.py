@@ -1,7 +1,8 @@
 """``tether traces list|show|tail``: search, inspect and follow stored traces.
 
-The store comes from ``--config`` (its ``store.url``; a relative SQLite path is relative to the
-config file) or directly from ``--store-url`` / ``$TETHER_STORE_URL``.
+The store comes from ``--store-url``, else ``$TETHER_STORE_URL``, else the config's ``store.url``
+(a relative SQLite path is relative to the config file); the config is ``--config``, else
+``$TETHER_CONFIG``, else ``tether.yaml``: the same settings as ``run`` and ``serve``.
 """
 
 from __future__ import annotations
@@ -21,27 +22,23 @@ from rich.panel import Panel
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
+from tether.cli.app import App, ConfigOption
+from tether.cli.render import attempt_detail, event_pairs, model_label
 from tether.config import TetherConfig, load_config
 from tether.errors import TetherError
+from tether.settings import Settings
 from tether.store.config import StoreConfig
 from tether.store.store import Store, store_config_of
 from tether.store.traces import TraceDict, parse_since
 
-app = typer.Typer(
-    help="Search, inspect and follow stored traces.",
-    no_args_is_help=True,
-    add_completion=False,
-)
+app = App(help="Search, inspect and follow stored traces.", no_args_is_help=True)
 
-ConfigOption = Annotated[
-    Path, typer.Option("--config", "-c", help="The tether.yaml whose store to read.")
-]
 StoreUrlOption = Annotated[
     str | None,
     typer.Option(
         "--store-url",
-        envvar="TETHER_STORE_URL",
-        help="A database URL; overrides the config's store.url.",
+        help="A database URL (default: $TETHER_STORE_URL, else the config's store.url).",
+        show_default=False,
     ),
 ]
 FeatureOption = Annotated[str | None, typer.Option("--feature", "-f", help="Only this feature.")]
@@ -79,11 +76,14 @@ def cli_errors() -> Iterator[None]:
         raise typer.Exit(1) from None
 
 
-def open_store(config_path: Path, store_url: str | None) -> tuple[Store, TetherConfig | None]:
-    """The migrated store named by ``--store-url`` or by the config, and the config if read.
-
-    With ``--store-url`` the config is read only if the file exists (for validation).
-    """
+def open_store(
+    config_flag: Path | None, store_url: str | None
+) -> tuple[Store, TetherConfig | None]:
+    """The migrated store named by ``--store-url``, ``$TETHER_STORE_URL`` or the config, and the
+    config if read (with a store URL, only if the file exists: for validation)."""
+    settings = Settings.load()
+    config_path = settings.config_path(config_flag)
+    store_url = store_url or settings.store_url
     if store_url:
         config = load_config(config_path) if config_path.exists() else None
         return Store.open(StoreConfig(url=store_url)), config
@@ -178,19 +178,16 @@ def _tail_line(t: TraceDict) -> str:
 
 def _step_what(step: TraceDict) -> str:
     if step["kind"] == "event":
-        data = json.dumps(step.get("data") or {}, default=str, separators=(", ", ": "))
-        return f"[magenta]{escape(str(step.get('event')))}[/magenta] {escape(data)}"
-    status = step.get("status") or "ok"
-    colour = "green" if status == "ok" else "red"
-    what = f"attempt {step.get('number')} {escape(str(step.get('provider')))}:"
-    what += f"{escape(str(step.get('model')))} [{colour}]{escape(str(status))}[/{colour}]"
-    if step.get("error_class"):
-        what += f" {escape(str(step['error_class']))}"
-    if step.get("status_code") is not None:
-        what += f" HTTP {step['status_code']}"
-    if step.get("error"):
-        what += f": {escape(str(step['error']))}"
-    return what
+        pairs = event_pairs(step.get("data"))
+        return f"[magenta]{escape(str(step.get('event')))}[/magenta] {escape(pairs)}".rstrip()
+    label = model_label(step.get("provider"), step.get("model"))
+    outcome = attempt_detail(
+        status=step.get("status"),
+        error_class=step.get("error_class"),
+        status_code=step.get("status_code"),
+        error=step.get("error"),
+    )
+    return f"attempt {step.get('number')} {escape(label)} {outcome}"
 
 
 def _steps_table(steps: list[TraceDict]) -> Table:
@@ -214,6 +211,24 @@ def _steps_table(steps: list[TraceDict]) -> Table:
     return table
 
 
+def _asked(asked: TraceDict) -> str:
+    """What the call was asked, one line per message (``metadata`` capture: only lengths)."""
+    lines = []
+    for message in asked.get("messages") or []:
+        role = escape(str(message.get("role")))
+        if "chars" in message:  # capture: metadata
+            lines.append(f"[bold]{role}[/bold] ({message['chars']} chars)")
+            continue
+        text = escape(str(message.get("content") or ""))
+        for call in message.get("tool_calls") or []:
+            text += f"\n  -> {escape(str(call.get('name')))}({escape(str(call.get('arguments')))})"
+        lines.append(f"[bold]{role}[/bold]: {text}")
+    variables = asked.get("variables")
+    if variables:
+        lines.append(f"[bold]variables[/bold]: {escape(json.dumps(variables, default=str))}")
+    return "\n".join(lines)
+
+
 def _show(console: Console, trace: TraceDict) -> None:
     header = Table.grid(padding=(0, 2))
     header.add_column(style="bold")
@@ -234,6 +249,11 @@ def _show(console: Console, trace: TraceDict) -> None:
     if steps:
         console.print()
         console.print(_steps_table(steps))
+    asked = trace.get("input")
+    if asked:
+        console.print()
+        title = f"asked (capture: {escape(str(asked.get('capture')))})"
+        console.print(Panel(_asked(asked), title=title, title_align="left"))
     if trace.get("output") is not None:
         console.print()
         console.print(Panel(escape(trace["output"]), title="output", title_align="left"))
@@ -244,7 +264,7 @@ def _show(console: Console, trace: TraceDict) -> None:
 
 @app.command("list")
 def list_traces(
-    config: ConfigOption = Path("tether.yaml"),
+    config: ConfigOption = None,
     store_url: StoreUrlOption = None,
     feature: FeatureOption = None,
     variant: VariantOption = None,
@@ -280,7 +300,7 @@ def list_traces(
 @app.command("show")
 def show(
     trace_id: Annotated[str, typer.Argument(help="A trace id, or a unique prefix of it.")],
-    config: ConfigOption = Path("tether.yaml"),
+    config: ConfigOption = None,
     store_url: StoreUrlOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -302,7 +322,7 @@ def show(
 
 @app.command("tail")
 def tail(
-    config: ConfigOption = Path("tether.yaml"),
+    config: ConfigOption = None,
     store_url: StoreUrlOption = None,
     feature: FeatureOption = None,
     variant: VariantOption = None,

@@ -43,6 +43,18 @@ class Problem:
         return f"{text}\n  fix: {self.fix}" if self.fix else text
 
 
+@dataclass(frozen=True, slots=True)
+class SourceMap:
+    """Where each YAML path of a loaded config is written: locates problems found after
+    validation (a guard that cannot be built, a template that does not parse)."""
+
+    file: str
+    lines: Mapping[Path_, int]
+
+    def problem(self, path: Path_, message: str, fix: str = "") -> Problem:
+        return Problem(self.file, _line_for(path, self.lines), _dotted(path), message, fix)
+
+
 class ConfigProblems(ConfigError):
     """One or more located configuration problems."""
 
@@ -51,8 +63,7 @@ class ConfigProblems(ConfigError):
         self.problems = problems
 
 
-def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> TetherConfig:
-    """Read, interpolate and validate a config file. Raises ConfigError naming file and line."""
+def _read(path: str | os.PathLike[str]) -> tuple[str, str]:
     file = Path(path)
     try:
         text = file.read_text(encoding="utf-8")
@@ -62,10 +73,29 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         ) from None
     except OSError as exc:
         raise ConfigError(f"{file}: cannot read it ({exc.strerror})") from None
-    return parse_config(text, str(file), os.environ if env is None else env)
+    return text, str(file)
+
+
+def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> TetherConfig:
+    """Read, interpolate and validate a config file. Raises ConfigError naming file and line."""
+    return load_located(path, env)[0]
+
+
+def load_located(
+    path: str | os.PathLike[str], env: Mapping[str, str] | None = None
+) -> tuple[TetherConfig, SourceMap]:
+    """:func:`load_config`, and where each key is written (to locate later errors)."""
+    text, filename = _read(path)
+    return parse_located(text, filename, os.environ if env is None else env)
 
 
 def parse_config(text: str, filename: str, env: Mapping[str, str]) -> TetherConfig:
+    return parse_located(text, filename, env)[0]
+
+
+def parse_located(
+    text: str, filename: str, env: Mapping[str, str]
+) -> tuple[TetherConfig, SourceMap]:
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
@@ -85,9 +115,10 @@ def parse_config(text: str, filename: str, env: Mapping[str, str]) -> TetherConf
             [Problem(filename, 1, "", "the file must be a mapping", "start with `features:`")]
         )
     try:
-        return TetherConfig.model_validate(data)
+        config = TetherConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigProblems(_problems(exc, lines, filename)) from None
+    return config, SourceMap(filename, lines)
 
 
 def _to_python(
@@ -159,7 +190,11 @@ def _dotted(path: Path_) -> str:
     return ".".join(str(p) for p in path)
 
 
-def _line_for(path: Path_, lines: dict[Path_, int]) -> int:
+def _line_for(path: Path_, lines: Mapping[Path_, int]) -> int:
+    if path and path not in lines:  # a guard's `- name: {key: ...}` nests its key one deeper
+        deeper = [n for p, n in lines.items() if p[-1:] == path[-1:] and p[:-2] == path[:-1]]
+        if len(deeper) == 1 and len(path) > 1:
+            return deeper[0]
     for end in range(len(path), -1, -1):
         if path[:end] in lines:
             return lines[path[:end]]
@@ -222,6 +257,8 @@ def _allowed_keys(loc: Path_) -> list[str]:
 
 
 def _fix(kind: str, loc: Path_, ctx: dict[str, Any]) -> str:
+    if isinstance(ctx.get("fix"), str):  # a validator that knows the fix says it
+        return str(ctx["fix"])
     field = str(loc[-1]) if loc else ""
     if kind == "missing" and field == "on_failure":
         return ON_FAILURE_HINT

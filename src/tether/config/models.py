@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from tether.config.base import Strict
 from tether.gateway.config import GatewayConfig
 from tether.guards.config import GuardsConfig
+from tether.providers._transport import header_problem
 from tether.store.config import StoreConfig
 from tether.telemetry.config import TelemetryConfig
 
@@ -25,6 +26,34 @@ ON_FAILURE_HINT = (
 
 
 # ---------------------------------------------------------------- providers
+
+
+def _sendable_headers(headers: dict[str, str]) -> dict[str, str]:
+    """Headers that cannot break a request head (no CR, LF or NUL: no header injection)."""
+    for name, value in headers.items():
+        if problem := header_problem(name, value):
+            raise ValueError(f"header {name!r} cannot be sent: {problem}; fix or remove it")
+    return headers
+
+
+def _sendable_value(value: str) -> str:
+    """A value that goes into a header as it is (never quoted: it may be a secret)."""
+    if problem := header_problem("value", value):
+        raise ValueError(
+            f"{problem.replace('its value', 'it')}; remove it (a secret read from a file or "
+            "variable often ends with a newline)"
+        )
+    return value
+
+
+def _sendable_api_key(key: SecretStr | None) -> SecretStr | None:
+    if key is not None:
+        _sendable_value(key.get_secret_value())
+    return key
+
+
+Headers = Annotated[dict[str, str], AfterValidator(_sendable_headers)]
+ApiKey = Annotated[SecretStr | None, AfterValidator(_sendable_api_key)]
 
 
 class LocalProviderConfig(Strict):
@@ -42,10 +71,12 @@ class LocalProviderConfig(Strict):
 class OpenAIProviderConfig(Strict):
     """Any OpenAI-compatible endpoint (OpenAI, vLLM, Ollama, llama.cpp server, tether itself)."""
 
+    model_config = ConfigDict(hide_input_in_errors=True)  # api_key and headers hold secrets
+
     kind: Literal["openai"]
     base_url: str = "https://api.openai.com/v1"
-    api_key: SecretStr | None = None
-    headers: dict[str, str] = Field(default_factory=dict)
+    api_key: ApiKey = None
+    headers: Headers = Field(default_factory=dict)
     connect_timeout_s: float = Field(default=5.0, gt=0)
     max_connections: int = Field(default=100, ge=1)
 
@@ -53,11 +84,13 @@ class OpenAIProviderConfig(Strict):
 class AnthropicProviderConfig(Strict):
     """Anthropic's Messages API."""
 
+    model_config = ConfigDict(hide_input_in_errors=True)  # api_key and headers hold secrets
+
     kind: Literal["anthropic"]
     base_url: str = "https://api.anthropic.com"
-    api_key: SecretStr | None = None
-    anthropic_version: str = "2023-06-01"
-    headers: dict[str, str] = Field(default_factory=dict)
+    api_key: ApiKey = None
+    anthropic_version: Annotated[str, AfterValidator(_sendable_value)] = "2023-06-01"
+    headers: Headers = Field(default_factory=dict)
     connect_timeout_s: float = Field(default=5.0, gt=0)
     max_connections: int = Field(default=100, ge=1)
     default_max_tokens: int = Field(default=1024, ge=1)
@@ -153,6 +186,21 @@ class OnFailureConfig(Strict):
         return self
 
 
+class TraceCaptureConfig(Strict):
+    """What a feature's traces keep of each call: ``full`` the messages, variables and answer
+    (only as redacted as the model saw them: with a redacting ``pii`` guard, never the
+    originals), ``redacted`` the same texts with the ``pii`` detector run over them even
+    without a ``pii`` guard, ``metadata`` no text at all, only counts and lengths."""
+
+    capture: Literal["full", "redacted", "metadata"] = "full"
+    max_chars: int = Field(
+        default=32_768,
+        ge=256,
+        description="captured text kept per call (messages and variables; the answer on its "
+        "own); a longer text is cut and marked",
+    )
+
+
 class FeatureConfig(Strict):
     description: str | None = None
     prompt: PromptConfig = Field(default_factory=PromptConfig)
@@ -166,6 +214,7 @@ class FeatureConfig(Strict):
     retry: RetryConfig = Field(default_factory=RetryConfig)
     breaker: BreakerConfig = Field(default_factory=BreakerConfig)
     guards: GuardsConfig = Field(default_factory=GuardsConfig)
+    trace: TraceCaptureConfig = Field(default_factory=TraceCaptureConfig)
     on_failure: OnFailureConfig
 
     @field_validator("model")

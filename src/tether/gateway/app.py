@@ -10,6 +10,7 @@ Routes:
     GET  /healthz, /readyz          liveness; readiness checks the store
     GET  /metrics                   Prometheus (admin token, when one is set)
     GET  /admin/traces[/{id}]       stored traces (admin token)
+    GET  /openapi.json              this API as OpenAPI 3.1 (``tether.gateway.openapi``)
 """
 
 from __future__ import annotations
@@ -18,22 +19,28 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from tether.errors import PayloadTooLarge, TetherError
+from tether.errors import InvalidRequest, PayloadTooLarge, TetherError, UnsupportedMediaType
 from tether.gateway import wire
 from tether.gateway.asgi import App, Handler, Route
 from tether.gateway.auth import Authenticator
+from tether.gateway.cors import Cors
 from tether.gateway.errors import envelope, internal_envelope
+from tether.gateway.openapi import OPENAPI_PATH, openapi_handler
 from tether.gateway.runtime import GatewayRuntime, GatewaySettings
+from tether.pipeline.pipeline import Call
 from tether.pipeline.result import Result, StreamChunk
+from tether.store.traces import parse_since
+from tether.telemetry.metrics import PrometheusMetrics
 from tether.telemetry.trace import Trace, new_trace_id
 
 log = logging.getLogger("tether.gateway")
+TRACE_KEY = "tether.trace"  # in the ASGI scope: the call's trace, once the pipeline started it
 
 
 def overhead_ms(trace: Trace) -> float:
@@ -56,48 +63,105 @@ def tether_headers(trace: Trace, degraded: bool, reason: str | None) -> dict[str
 def error_response(error: TetherError, trace: Trace | None = None) -> JSONResponse:
     status, body = envelope(error)
     trace_id = trace.id if trace is not None else None
-    headers = tether_headers(trace, False, None) if trace is not None else None
+    headers = tether_headers(trace, False, None) if trace is not None else {}
+    if status == 413:
+        headers["connection"] = "close"  # the rest of the body is not read
     if status == 500:
         log.error("internal error (trace %s): %s", trace_id, error)
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-def guarded(handler: Handler) -> Handler:
-    """Every tether error becomes the OpenAI envelope; anything else is a logged 500. Every
+def remember(request: Request, call: Call) -> Call:
+    """Keep the call's trace on the request: an error the handler does not catch still answers
+    with the id of the trace the pipeline stores."""
+    request.scope[TRACE_KEY] = call.trace
+    return call
+
+
+def guarding(metrics: PrometheusMetrics) -> Callable[[Handler], Handler]:
+    """The wrapper of every handler: every tether error becomes the OpenAI envelope; a client
+    that goes away before its body is read is counted (``tether_client_disconnects_total``)
+    and logged in one line; anything else is a logged 500 carrying the call's trace id. Every
     response carries ``x-tether-trace-id`` and ``x-tether-overhead-ms`` (a request that never
     reached the pipeline gets a fresh id and its whole handling time as overhead)."""
 
-    async def wrapped(request: Request) -> Response:
-        started = time.perf_counter()
-        try:
-            response = await handler(request)
-        except TetherError as exc:
-            response = error_response(exc)
-        except Exception:
-            trace_id = new_trace_id()
-            log.exception(
-                "unhandled error in %s %s (trace %s)", request.method, request.url.path, trace_id
-            )
-            response = JSONResponse(internal_envelope(trace_id), status_code=500)
-            response.headers["x-tether-trace-id"] = trace_id
-        if "x-tether-trace-id" not in response.headers:
-            response.headers["x-tether-trace-id"] = new_trace_id()
-        if "x-tether-overhead-ms" not in response.headers:
-            elapsed_ms = (time.perf_counter() - started) * 1000.0
-            response.headers["x-tether-overhead-ms"] = f"{elapsed_ms:.3f}"
-        return response
+    def guarded(handler: Handler) -> Handler:
+        async def wrapped(request: Request) -> Response:
+            started = time.perf_counter()
+            try:
+                response = await handler(request)
+            except TetherError as exc:
+                response = error_response(exc, request.scope.get(TRACE_KEY))
+            except ClientDisconnect:
+                metrics.client_disconnects.inc()
+                log.info(
+                    "client went away before sending its whole request: %s %s",
+                    request.method,
+                    request.url.path,
+                )
+                gone = InvalidRequest("the client closed the connection", reason="client_gone")
+                response = error_response(gone)
+            except Exception:
+                trace_id = call_trace_id(request)
+                log.exception(
+                    "unhandled error in %s %s (trace %s)",
+                    request.method,
+                    request.url.path,
+                    trace_id,
+                )
+                response = JSONResponse(internal_envelope(trace_id), status_code=500)
+                response.headers["x-tether-trace-id"] = trace_id
+            if "x-tether-trace-id" not in response.headers:
+                response.headers["x-tether-trace-id"] = new_trace_id()
+            if "x-tether-overhead-ms" not in response.headers:
+                elapsed_ms = (time.perf_counter() - started) * 1000.0
+                response.headers["x-tether-overhead-ms"] = f"{elapsed_ms:.3f}"
+            return response
 
-    return wrapped
+        return wrapped
+
+    return guarded
+
+
+def call_trace_id(request: Request) -> str:
+    """The id of the trace the pipeline stores for this request (with status ``error`` when
+    the pipeline did not end normally); a fresh id when the pipeline had not started."""
+    trace: Trace | None = request.scope.get(TRACE_KEY)
+    return trace.id if trace is not None else new_trace_id()
+
+
+def require_json(headers: Mapping[str, str]) -> None:
+    """API bodies are JSON, declared as such: a browser cannot send that cross-site without
+    asking first (CORS preflight), so a form or ``text/plain`` post from another site fails."""
+    declared = headers.get("content-type", "")
+    if declared.partition(";")[0].strip().lower() != "application/json":
+        raise UnsupportedMediaType(
+            f"send the body as JSON with `content-type: application/json` (this request says "
+            f"{declared[:80]!r})"
+            if declared
+            else "send the body as JSON with `content-type: application/json` (this request "
+            "has no content-type)"
+        )
 
 
 async def read_body(request: Request, limit: int) -> bytes:
+    """The body, counted as it arrives: past ``limit`` bytes (declared or sent) it is a 413
+    at once, and the rest is never read."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"the body is {declared} bytes; the limit is {limit}")
-    body = await request.body()
-    if len(body) > limit:
-        raise PayloadTooLarge(f"the body is {len(body)} bytes; the limit is {limit}")
-    return body
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(
+            f"the body is {declared} bytes; the limit is {limit} (gateway.max_body_bytes)"
+        )
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(
+                f"the body is over {limit} bytes, the limit (gateway.max_body_bytes)"
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 class Routes:
@@ -112,19 +176,13 @@ class Routes:
 
     async def chat_completions(self, request: Request) -> Response:
         key = await self.auth.key(request.headers)
+        require_json(request.headers)
         body = await read_body(request, self.rt.settings.max_body_bytes)
         chat = wire.parse_body(wire.ChatRequest, body)
         feature, _, _variant = chat.model.partition(":")
         self.auth.check_scope(key, feature)
-        extra_vars = (chat.model_extra or {}).get(wire.VARIABLES_FIELD)
-        variables: dict[str, Any] = {"message": wire.last_user_text(chat)}
-        if isinstance(extra_vars, dict):
-            variables.update(extra_vars)
         pipeline = self.rt.tether.pipeline
-        model_request = wire.to_model_request(chat)
-        call = pipeline.start(
-            feature, variables, request=model_request, user=chat.user, metadata=chat.metadata
-        )
+        call = remember(request, self._start_chat(chat, feature))
         if chat.stream:
             include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
             return await self._stream(pipeline.stream(call), call.trace, chat.model, include_usage)
@@ -136,6 +194,29 @@ class Routes:
             wire.completion(result, chat.model),
             headers=tether_headers(call.trace, result.degraded, result.reason),
         )
+
+    def _start_chat(self, chat: wire.ChatRequest, feature: str) -> Call:
+        """The call for a chat request: the caller's conversation, the fields that pass
+        through (those dropped named on the trace), and at most the feature's ``max_tokens``
+        (a caller's larger value is capped, and the trace says so)."""
+        extra, dropped = wire.passed_extra(chat)
+        variables: dict[str, Any] = {"message": wire.last_user_text(chat)}
+        variables.update(wire.template_variables(chat))
+        pipeline = self.rt.tether.pipeline
+        request = wire.to_model_request(chat, extra)
+        limit = pipeline.feature(feature).config.max_tokens
+        asked = request.max_tokens
+        capped = limit is not None and asked is not None and asked > limit
+        if capped:
+            request.max_tokens = limit
+        call = pipeline.start(
+            feature, variables, request=request, user=chat.user, metadata=chat.metadata
+        )
+        if dropped:
+            call.trace.event("fields_dropped", fields=dropped)
+        if capped:
+            call.trace.event("max_tokens_capped", asked=asked, limit=limit)
+        return call
 
     async def _stream(
         self, chunks: AsyncIterator[StreamChunk], trace: Trace, model: str, include_usage: bool
@@ -164,6 +245,11 @@ class Routes:
         try:
             while pending is not None:
                 if pending.done:
+                    # close the pipeline's stream first: it hands the trace to the sink (the
+                    # crash journal) before the caller sees the end of the answer
+                    close = getattr(rest, "aclose", None)
+                    if close is not None:
+                        await close()
                     for event in self._final_events(pending, trace, model, include_usage):
                         yield event
                     return
@@ -176,6 +262,10 @@ class Routes:
         except TetherError as exc:
             _, body = envelope(exc)
             yield wire.sse(body)
+            yield wire.sse("[DONE]")
+        except Exception:  # the answer has started: an explicit error event, never a cut
+            log.exception("unhandled error in a stream (trace %s)", trace.id)
+            yield wire.sse(internal_envelope(trace.id))
             yield wire.sse("[DONE]")
         finally:
             close = getattr(rest, "aclose", None)
@@ -219,10 +309,12 @@ class Routes:
     async def native_run(self, request: Request) -> Response:
         feature = request.path_params["name"]
         await self.auth.require_feature(request.headers, feature)
+        require_json(request.headers)
         body = await read_body(request, self.rt.settings.max_body_bytes)
         run = wire.parse_body(wire.NativeRunRequest, body or b"{}")
         pipeline = self.rt.tether.pipeline
         call = pipeline.start(feature, run.variables, user=run.user, metadata=run.metadata)
+        remember(request, call)
         try:
             result: Result = await pipeline.run(call)
         except TetherError as exc:
@@ -245,21 +337,13 @@ class Routes:
     async def metrics(self, request: Request) -> Response:
         if self.rt.settings.admin_token:
             self.auth.require_admin(request.headers)
+        elif await self.auth.local_mode():
+            self.auth.check_local(request.headers)
         return Response(self.rt.render_metrics(), media_type=self.rt.metrics.content_type)
 
     async def admin_traces(self, request: Request) -> Response:
         self.auth.require_admin(request.headers)
-        q = request.query_params
-        degraded = {"true": True, "false": False}.get(q.get("degraded", "").lower())
-        rows = await asyncio.to_thread(
-            self.rt.list_traces,
-            feature=q.get("feature"),
-            variant=q.get("variant"),
-            user=q.get("user"),
-            degraded=degraded,
-            since=q.get("since"),
-            limit=min(int(q.get("limit", "50")), 1000) if q.get("limit", "50").isdigit() else 50,
-        )
+        rows = await asyncio.to_thread(self.rt.list_traces, **trace_filters(request.query_params))
         return Response(json.dumps({"data": rows}, default=str), media_type="application/json")
 
     async def admin_trace(self, request: Request) -> Response:
@@ -280,6 +364,31 @@ class Routes:
         return Response(json.dumps(row, default=str), media_type="application/json")
 
 
+def trace_filters(query: Mapping[str, str]) -> dict[str, Any]:
+    """``/admin/traces`` query parameters as store filters; InvalidRequest names a bad one."""
+    degraded = query.get("degraded")
+    if degraded is not None and degraded.lower() not in ("true", "false"):
+        raise InvalidRequest("degraded: send true or false", param="degraded")
+    limit = query.get("limit", "50")
+    if not (limit.isascii() and limit.isdigit() and int(limit) >= 1):
+        raise InvalidRequest(
+            "limit: send a whole number from 1 (at most 1000 are listed)", param="limit"
+        )
+    since = query.get("since")
+    try:
+        moment = parse_since(since) if since else None
+    except ValueError as exc:
+        raise InvalidRequest(f"since: {exc}", param="since") from None
+    return {
+        "feature": query.get("feature"),
+        "variant": query.get("variant"),
+        "user": query.get("user"),
+        "degraded": None if degraded is None else degraded.lower() == "true",
+        "since": moment,
+        "limit": min(int(limit), 1000),
+    }
+
+
 def create_app(settings: GatewaySettings, **runtime_options: Any) -> App:
     """Build the gateway. ``runtime_options`` go to :class:`GatewayRuntime` (e.g. injected
     providers in tests). Nothing is opened until the app starts."""
@@ -294,12 +403,14 @@ def create_app(settings: GatewaySettings, **runtime_options: Any) -> App:
         ("GET", "/metrics", routes.metrics),
         ("GET", "/admin/traces", routes.admin_traces),
         ("GET", "/admin/traces/{trace_id}", routes.admin_trace),
+        ("GET", OPENAPI_PATH, openapi_handler()),
     ]
+    guarded, cors = guarding(runtime.metrics), Cors(settings.config.gateway.cors)
     app = App(
         [Route(method, path, handler) for method, path, handler in table],
         startup=runtime.start,
         shutdown=runtime.stop,
-        wrap=guarded,
+        wrap=lambda handler: cors.wrap(handler, guarded),
     )
     app.state["runtime"] = runtime
     return app

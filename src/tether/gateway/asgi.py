@@ -80,7 +80,10 @@ class App:
             await self._lifespan(receive, send)
 
     async def _dispatch(self, scope: Scope, receive: Receive) -> Response:
+        """``HEAD`` is answered by the ``GET`` route (the response is sent without its body)."""
         method, path = scope["method"], scope["path"]
+        if method == "HEAD":
+            method = "GET"
         handler = self.exact.get((method, path))
         if handler is not None:
             return await handler(Request(scope, receive))

@@ -5,7 +5,10 @@ path does not hit the database on every call; a revoked key stops working within
 ``cache_ttl_s``. A key in use is re-verified in the background once half that time has passed,
 so its callers never wait on the database, and however many calls arrive with an expired key,
 the database is asked once. Until the first key is created the gateway runs in local mode:
-calls without a key are accepted, and ``tether serve`` binds to 127.0.0.1 only.
+calls without a key are accepted, ``tether serve`` binds to 127.0.0.1 only, and a request must
+name a loopback ``Host`` and come from no ``Origin`` or a loopback one (or one listed in
+``gateway.cors``): a web page elsewhere cannot make a browser call it (cross-site requests,
+DNS rebinding).
 """
 
 from __future__ import annotations
@@ -13,17 +16,48 @@ from __future__ import annotations
 import asyncio
 import functools
 import hmac
+import ipaddress
 import time
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from tether.errors import AuthenticationFailed, PermissionDenied
+from tether.gateway.config import normalize_origin
 from tether.store.keys import ApiKey, KeyStore, hash_key
 
 ADMIN_TOKEN_ENV = "TETHER_ADMIN_TOKEN"
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
+LEAVE_LOCAL_MODE = "create an API key (`tether keys create --scope FEATURE`) to serve other hosts"
+
+
+def is_loopback_name(name: str) -> bool:
+    """``localhost``, ``127.0.0.1`` (any of 127/8) or ``::1``."""
+    if name.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def is_loopback_host(host: str) -> bool:
+    """A ``Host`` header naming this machine's loopback: ``127.0.0.1:8080``, ``[::1]``, ..."""
+    host = host.strip()
+    if host.startswith("["):
+        name, bracket, rest = host[1:].partition("]")
+        return bool(bracket) and (not rest or rest[1:].isdigit()) and is_loopback_name(name)
+    name, _, port = host.partition(":")
+    return (not port or port.isdigit()) and is_loopback_name(name)
+
+
+def is_loopback_origin(origin: str) -> bool:
+    try:
+        normalized = normalize_origin(origin)
+    except ValueError:
+        return False  # "null" (sandboxed frames, files) and anything else that is no origin
+    return is_loopback_host(normalized.partition("://")[2])
 
 
 def bearer(headers: Mapping[str, str]) -> str | None:
@@ -84,6 +118,7 @@ class Authenticator:
     keys: KeyStore
     admin_token: str | None
     cache_ttl_s: float = 5.0
+    allowed_origins: frozenset[str] = frozenset()  # gateway.cors.allow_origins
     clock: Callable[[], float] = time.monotonic
     _cache: LoadingCache[str, ApiKey | None] = field(init=False)
     _any_keys: LoadingCache[str, bool] = field(init=False)
@@ -106,7 +141,8 @@ class Authenticator:
     async def key(self, headers: Mapping[str, str]) -> ApiKey | None:
         """The caller's key; None in local mode. Raises AuthenticationFailed."""
         if await self.local_mode():
-            return None  # no key exists yet: local mode ignores whatever the client sends
+            self.check_local(headers)
+            return None  # no key exists yet: local mode ignores whatever key the client sends
         token = bearer(headers)
         if token is None:
             raise AuthenticationFailed(
@@ -121,6 +157,32 @@ class Authenticator:
                 "`tether keys create --scope FEATURE`"
             )
         return key
+
+    def check_local(self, headers: Mapping[str, str]) -> None:
+        """In local mode: refuse a request for a host that is not loopback (DNS rebinding) or
+        from a web page's origin that is neither loopback nor listed in ``gateway.cors``."""
+        host = headers.get("host")
+        if host is not None and not is_loopback_host(host):
+            raise PermissionDenied(
+                f"local mode (no API key exists yet) answers requests for 127.0.0.1, localhost "
+                f"or [::1] only, and this one is for {host[:100]!r}, as a web page elsewhere can "
+                f"make a browser send; call http://127.0.0.1:PORT, or {LEAVE_LOCAL_MODE}",
+                reason="local_mode_refused",
+            )
+        origin = headers.get("origin")
+        if origin is None or is_loopback_origin(origin):
+            return
+        try:
+            listed = normalize_origin(origin) in self.allowed_origins
+        except ValueError:
+            listed = False
+        if not listed:
+            raise PermissionDenied(
+                f"local mode (no API key exists yet) answers web pages on loopback origins "
+                f"only, and this request comes from {origin[:100]!r}; list the origin in "
+                f"gateway.cors.allow_origins, or {LEAVE_LOCAL_MODE}",
+                reason="local_mode_refused",
+            )
 
     async def require_feature(self, headers: Mapping[str, str], feature: str) -> ApiKey | None:
         key = await self.key(headers)

@@ -1,14 +1,15 @@
 """Entry point for multi-worker serving: ``uvicorn --factory tether.gateway.entry:app_factory``
-reads the config path from ``TETHER_CONFIG`` (``tether serve --workers N`` sets it)."""
+reads the config path from ``TETHER_CONFIG`` (``tether serve --workers N`` sets it) and the
+other ``TETHER_*`` settings like every command."""
 
 from __future__ import annotations
 
 import gc
-import os
 
 from tether.gateway.app import create_app
 from tether.gateway.asgi import App
 from tether.gateway.runtime import GatewaySettings
+from tether.settings import Settings
 
 CONFIG_ENV = "TETHER_CONFIG"
 
@@ -23,10 +24,9 @@ def tune_gc() -> None:
 
 
 def app_factory() -> App:
-    path = os.environ.get(CONFIG_ENV)
-    if not path:
-        raise RuntimeError(f"set {CONFIG_ENV} to the tether.yaml to serve")
-    settings = GatewaySettings.load(path)
-    app = create_app(settings)
+    """The gateway for ``$TETHER_CONFIG`` (default ``tether.yaml``) and the other ``TETHER_*``
+    settings (:mod:`tether.settings`)."""
+    settings = Settings.load()
+    app = create_app(GatewaySettings.load(settings.config, settings=settings))
     tune_gc()
     return app

@@ -24,12 +24,14 @@ from tether.errors import (
     RateLimited,
     ReviewRequired,
     TetherError,
+    UnsupportedMediaType,
 )
 
 # (error class, HTTP status, OpenAI error type), most specific first
 STATUS_MAP: tuple[tuple[type[TetherError], int, str], ...] = (
     (FeatureNotFound, 404, "invalid_request_error"),
     (PayloadTooLarge, 413, "invalid_request_error"),
+    (UnsupportedMediaType, 415, "invalid_request_error"),
     (MissingVariable, 422, "invalid_request_error"),
     (InvalidRequest, 400, "invalid_request_error"),
     (AuthenticationFailed, 401, "authentication_error"),

@@ -15,8 +15,9 @@ from tether.config.models import TetherConfig
 from tether.gateway.auth import ADMIN_TOKEN_ENV, Authenticator
 from tether.providers.base import Provider
 from tether.sdk import Tether
+from tether.settings import Settings
+from tether.store.sink import StoreSink
 from tether.store.store import Store
-from tether.store.traces import parse_since
 from tether.store.writer import TraceWriter
 from tether.telemetry.metrics import PrometheusMetrics
 from tether.telemetry.sink import FanOut, TraceSink
@@ -35,14 +36,21 @@ class GatewaySettings:
 
     @classmethod
     def load(
-        cls, path: str | os.PathLike[str], env: Mapping[str, str] | None = None
+        cls,
+        path: str | os.PathLike[str],
+        env: Mapping[str, str] | None = None,
+        *,
+        settings: Settings | None = None,
     ) -> GatewaySettings:
-        env = os.environ if env is None else env
-        config = load_config(path, env)
+        """The config at ``path`` with the ``TETHER_*`` settings applied (read from ``env``,
+        default ``os.environ``, unless given): the same source as every ``tether`` command."""
+        settings = settings or Settings.load(env)
+        config = settings.apply(load_config(path, env))
+        token = settings.admin_token
         return cls(
             config=config,
             config_dir=Path(path).resolve().parent,
-            admin_token=env.get(ADMIN_TOKEN_ENV) or None,
+            admin_token=token.get_secret_value() if token is not None else None,
             max_body_bytes=config.gateway.max_body_bytes,
         )
 
@@ -58,9 +66,9 @@ class GatewayRuntime:
     ) -> None:
         self.settings = settings
         self._providers = providers
-        self._given_store = store
         self._extra_sinks = extra_sinks
         self._store: Store | None = store
+        self._traces = StoreSink(settings.config.store, config_dir=settings.config_dir, store=store)
         self._writer: TraceWriter | None = None
         self._tether: Tether | None = None
         self._auth: Authenticator | None = None
@@ -69,32 +77,54 @@ class GatewayRuntime:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        if self._store is None:
-            self._store = await asyncio.to_thread(
-                Store.open, self.settings.config.store, config_dir=self.settings.config_dir
-            )
-        writer = self._writer = self._store.writer()
-        await writer.start()
+        writer = self._writer = await self._traces.start()  # the SDK stores through it too
+        self._store = self._traces.store
         sinks: list[TraceSink] = [writer, *self._extra_sinks]
         if self.settings.config.telemetry.prometheus:
             sinks.append(self.metrics)
         self._tether = Tether(self.settings.config, providers=self._providers, sink=FanOut(*sinks))
         self.metrics.watch(health=self._tether.health, queue=lambda: writer.stats)
         _ = self._tether.pipeline  # compile templates and chains now, not on the first call
+        gateway = self.settings.config.gateway
         self._auth = Authenticator(
             self._store.keys,
             self.settings.admin_token,
-            cache_ttl_s=self.settings.config.gateway.key_cache_ttl_s,
+            cache_ttl_s=gateway.key_cache_ttl_s,
+            allowed_origins=frozenset(gateway.cors.allow_origins),
         )
         log.info("tether gateway ready: store %s", self._store.url)
+        await self._log_open_surfaces(self._auth)
+
+    async def _log_open_surfaces(self, auth: Authenticator) -> None:
+        """One start-up line naming what answers without a key or token: a warning when that
+        is more than the health checks and the API description."""
+        open_paths = ["/healthz", "/readyz", "/openapi.json"]
+        notes = []
+        if not self.settings.admin_token:
+            open_paths.insert(0, "/metrics")
+            notes.append(f"/admin/* is off (set {ADMIN_TOKEN_ENV} to enable it and close /metrics)")
+        local = await auth.local_mode()
+        if local:
+            notes.append(
+                "local mode: /v1/* accepts calls without a key from this machine only (create "
+                "a key with `tether keys create --scope FEATURE` to require keys)"
+            )
+        origins = self.settings.config.gateway.cors.allow_origins
+        if origins:
+            notes.append(f"browser pages on {', '.join(origins)} may call the API (gateway.cors)")
+        wide_open = local or not self.settings.admin_token
+        log.log(
+            logging.WARNING if wide_open else logging.INFO,
+            "open without auth: %s%s",
+            ", ".join(open_paths),
+            "".join(f"; {note}" for note in notes),
+        )
 
     async def stop(self) -> None:
-        if self._writer is not None:
-            await self._writer.aclose()
+        self._writer = None
+        await self._traces.aclose()  # flushes the writer; closes the store unless it was given
         if self._tether is not None:
             await self._tether.aclose()
-        if self._store is not None and self._given_store is None:
-            self._store.close()
 
     # ------------------------------------------------------------------ parts
 
@@ -134,11 +164,8 @@ class GatewayRuntime:
         return self.metrics.render()
 
     def list_traces(self, **filters: Any) -> list[dict[str, Any]]:
-        since = filters.pop("since", None)
-        rows = self.store.traces.list(
-            since=parse_since(since) if since else None,
-            **{k: v for k, v in filters.items() if v is not None},
-        )
+        """Stored traces; ``filters`` as ``TraceStore.list`` takes them (None: no filter)."""
+        rows = self.store.traces.list(**{k: v for k, v in filters.items() if v is not None})
         return [dict(r) for r in rows]
 
     def get_trace(self, trace_id: str) -> dict[str, Any] | None:

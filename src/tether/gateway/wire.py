@@ -1,31 +1,105 @@
 """The OpenAI chat-completions wire format, both ways.
 
-Requests are validated (known fields strictly; unknown fields pass through to the provider);
-responses and stream chunks are built in the exact shape the ``openai`` SDK parses, with
-tether's own facts under an extra ``tether`` key that clients may ignore.
+Requests are validated: known fields strictly, numbers finite. Of the fields the OpenAI API
+knows but tether does not model, only those that tune how the model answers pass through to
+the provider (:data:`PASSED_FIELDS`); fields that would replace or add to what the feature and
+tether build (the prompt, the model, the stream) are refused (:data:`REFUSED_FIELDS`), and any
+other field is dropped and named on the trace. Responses and stream chunks are built in the
+exact shape the ``openai`` SDK parses, with tether's own facts under an extra ``tether`` key
+that clients may ignore.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from tether.errors import InvalidRequest
 from tether.pipeline.result import Result
 from tether.types import Message, ModelRequest, ToolCall, ToolCallDelta, Usage
 
+NOT_FINITE = (
+    "numbers must be finite; NaN, Infinity and numbers beyond 1.8e308 are not JSON numbers, "
+    "send a finite number or a string"
+)
+_SCALARS = frozenset((str, int, bool, type(None)))
+
+
+def has_non_finite(value: Any) -> bool:
+    """Whether ``value`` (dicts, lists, scalars) holds a float that is not finite."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind is float:
+            if not math.isfinite(item):
+                return True
+        elif kind is dict:
+            stack.extend(item.values())
+        elif kind is list:
+            stack.extend(item)
+    return False
+
+
+def non_finite_path(value: Any) -> tuple[str | int, ...]:
+    """Where in ``value`` the first float that is not finite is; ``()`` when it is ``value``
+    itself (or when there is none)."""
+    stack: list[tuple[tuple[str | int, ...], Any]] = [((), value)]
+    while stack:
+        path, item = stack.pop()
+        if type(item) is float and not math.isfinite(item):
+            return path
+        if type(item) is dict:
+            stack.extend(((*path, k), v) for k, v in reversed(item.items()))
+        elif type(item) is list:
+            stack.extend(((*path, i), v) for i, v in reversed(list(enumerate(item))))
+    return ()
+
+
+def _finite(value: Any) -> Any:
+    """Validator of the fields typed ``Any`` (the JSON parser reads ``NaN``, ``Infinity`` and
+    ``1e400`` as floats): refuse a number that is not finite anywhere inside. The path is only
+    worked out for a value that has one."""
+    if type(value) in _SCALARS or not has_non_finite(value):
+        return value
+    raise PydanticCustomError("not_finite", NOT_FINITE, {"path": non_finite_path(value)})
+
+
+def _finite_number(value: Any) -> Any:
+    """A validator that runs before a union of types: a number that is not finite is named as
+    such (the union alone would say "not a string" for each of its members)."""
+    if type(value) is float and not math.isfinite(value):
+        raise PydanticCustomError("not_finite", NOT_FINITE, {"path": ()})
+    return value
+
+
+FINITE = AfterValidator(_finite)
+Json = Annotated[Any, FINITE]  # any JSON value, numbers finite
+
 
 class WireToolFunction(BaseModel):
     model_config = ConfigDict(extra="allow")
+    __pydantic_extra__: dict[str, Json]
     name: str
     arguments: str = ""
 
 
 class WireToolCall(BaseModel):
     model_config = ConfigDict(extra="allow")
+    __pydantic_extra__: dict[str, Json]
     id: str
     type: str = "function"
     function: WireToolFunction
@@ -33,8 +107,13 @@ class WireToolCall(BaseModel):
 
 class WireMessage(BaseModel):
     model_config = ConfigDict(extra="allow")
+    __pydantic_extra__: dict[str, Json]
     role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: str | list[dict[str, Any]] | None = None
+    content: Annotated[
+        str | list[dict[str, Any]] | None,
+        BeforeValidator(_finite_number),  # named as not finite, not as "not a string"
+        AfterValidator(_finite),  # checked here, not inside the union: errors name no member
+    ] = None
     name: str | None = None
     tool_calls: list[WireToolCall] | None = None
     tool_call_id: str | None = None
@@ -42,13 +121,15 @@ class WireMessage(BaseModel):
 
 class StreamOptions(BaseModel):
     model_config = ConfigDict(extra="allow")
+    __pydantic_extra__: dict[str, Json]
     include_usage: bool = False
 
 
 class ChatRequest(BaseModel):
     """``POST /v1/chat/completions``. ``model`` names a feature, or ``feature:variant``."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
+    __pydantic_extra__: dict[str, Json]
     model: str = Field(min_length=1)
     messages: list[WireMessage] = Field(min_length=1)
     stream: bool = False
@@ -58,30 +139,82 @@ class ChatRequest(BaseModel):
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, ge=0, le=1)
     n: int | None = Field(default=None, ge=1, le=1)
-    stop: str | list[str] | None = None
-    tools: list[dict[str, Any]] | None = None
-    tool_choice: Any = None
-    response_format: dict[str, Any] | None = None
+    stop: Annotated[str | list[str] | None, BeforeValidator(_finite_number)] = None
+    tools: Annotated[list[dict[str, Any]] | None, FINITE] = None
+    tool_choice: Json = None
+    response_format: Annotated[dict[str, Any] | None, FINITE] = None
     user: str | None = None
-    metadata: dict[str, Any] | None = None
+    metadata: Annotated[dict[str, Any] | None, FINITE] = None
+
+    @field_validator("tools")
+    @classmethod
+    def _function_tools_are_named(
+        cls, tools: list[dict[str, Any]] | None
+    ) -> list[dict[str, Any]] | None:
+        for tool in tools or []:
+            function = tool.get("function")
+            if tool.get("type", "function") == "function" and not (
+                isinstance(function, dict) and isinstance(function.get("name"), str)
+            ):
+                raise ValueError(
+                    'a function tool needs {"type": "function", "function": {"name": "...", '
+                    '"parameters": {...}}}'
+                )
+        return tools
 
 
 class NativeRunRequest(BaseModel):
     """``POST /v1/features/{name}/run``."""
 
     model_config = ConfigDict(extra="forbid")
-    variables: dict[str, Any] = Field(default_factory=dict)
+    variables: Annotated[dict[str, Any], FINITE] = Field(default_factory=dict)
     user: str | None = None
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: Annotated[dict[str, Any], FINITE] = Field(default_factory=dict)
 
 
 M = TypeVar("M", bound=BaseModel)
 VARIABLES_FIELD = "tether_variables"  # extra body field: template variables, not for the model
+# sampling options a caller may tune; they cannot change the prompt, the model or the stream
+PASSED_FIELDS = frozenset(
+    {
+        "seed",
+        "frequency_penalty",
+        "presence_penalty",
+        "logit_bias",
+        "logprobs",
+        "top_logprobs",
+        "parallel_tool_calls",
+        "reasoning_effort",
+        "verbosity",
+        "service_tier",
+        "top_k",
+        "min_p",
+        "repetition_penalty",
+    }
+)
+# fields that would replace, add to or reveal the prompt the feature builds, or that the
+# providers build themselves: a 400 naming the field
+REFUSED_FIELDS = {
+    "system": "the feature's system prompt is its own; send a system message instead",
+    "prompt": "the feature builds the prompt; send messages",
+    "input": "the feature builds the prompt; send messages",
+    "instructions": "the feature's system prompt is its own; send a system message instead",
+    "suffix": "the feature builds the prompt; send messages",
+    "echo": "the feature's prompt is not echoed",
+    "documents": "the feature builds the prompt; send documents as messages",
+    "chat_template": "the upstream's chat template is not the caller's to change",
+    "chat_template_kwargs": "the upstream's chat template is not the caller's to change",
+    "add_generation_prompt": "the upstream's chat template is not the caller's to change",
+    "continue_final_message": "the upstream's chat template is not the caller's to change",
+    "functions": "send tools",
+    "function_call": "send tool_choice",
+    "stop_sequences": "send stop",
+}
 
 
 def parse_body(model: type[M], body: bytes) -> M:
     """Parse and validate a JSON body in one pass; errors name the field and what it should
-    be."""
+    be, also a number that is not finite (``NaN``, ``Infinity``, ``1e400``)."""
     try:
         return model.model_validate_json(body or b"null")
     except ValidationError as exc:
@@ -91,9 +224,27 @@ def parse_body(model: type[M], body: bytes) -> M:
             raise InvalidRequest(f"the request body is not valid JSON ({reason})") from None
         if first["type"] == "model_type" and not first["loc"]:
             raise InvalidRequest("the request body must be a JSON object") from None
-        where = ".".join(str(p) for p in first["loc"]) or "body"
+        loc = (*first["loc"], *first.get("ctx", {}).get("path", ()))
+        where = ".".join(str(p) for p in loc) or "body"
         more = f" (and {exc.error_count() - 1} more problems)" if exc.error_count() > 1 else ""
         raise InvalidRequest(f"{where}: {first['msg']}{more}", param=where) from None
+
+
+def passed_extra(chat: ChatRequest) -> tuple[dict[str, Any], list[str]]:
+    """The caller's extra fields that go to the provider, and the names of those dropped.
+    Raises InvalidRequest for a field that would override what the feature builds."""
+    passed: dict[str, Any] = {}
+    dropped: list[str] = []
+    for name, value in (chat.model_extra or {}).items():
+        if name in PASSED_FIELDS:
+            passed[name] = value
+        elif name in REFUSED_FIELDS:
+            raise InvalidRequest(
+                f"{name}: tether does not take this field ({REFUSED_FIELDS[name]})", param=name
+            )
+        elif name != VARIABLES_FIELD:
+            dropped.append(name)
+    return passed, dropped
 
 
 def _text(content: str | list[dict[str, Any]] | None) -> str | None:
@@ -110,13 +261,13 @@ def _text(content: str | list[dict[str, Any]] | None) -> str | None:
     return "".join(parts)
 
 
-def to_model_request(chat: ChatRequest) -> ModelRequest:
+def to_model_request(chat: ChatRequest, extra: dict[str, Any]) -> ModelRequest:
+    """The caller's conversation and options; ``extra`` from :func:`passed_extra`."""
     messages = []
     for m in chat.messages:
         calls = [ToolCall(c.id, c.function.name, c.function.arguments) for c in m.tool_calls or []]
         role = "system" if m.role == "developer" else m.role
         messages.append(Message(role, _text(m.content), calls or None, m.tool_call_id, m.name))
-    extra = {k: v for k, v in (chat.model_extra or {}).items() if k != VARIABLES_FIELD}
     stop = [chat.stop] if isinstance(chat.stop, str) else chat.stop
     return ModelRequest(
         messages=messages,
@@ -129,6 +280,20 @@ def to_model_request(chat: ChatRequest) -> ModelRequest:
         response_format=chat.response_format,
         extra=extra,
     )
+
+
+def template_variables(chat: ChatRequest) -> dict[str, Any]:
+    """The ``tether_variables`` object of a chat request (template variables, not for the
+    model); an empty dict when absent."""
+    value = (chat.model_extra or {}).get(VARIABLES_FIELD)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidRequest(
+            f'{VARIABLES_FIELD}: send an object of template variables, e.g. {{"customer": "ACME"}}',
+            param=VARIABLES_FIELD,
+        )
+    return value
 
 
 def last_user_text(chat: ChatRequest) -> str:

@@ -59,7 +59,9 @@ class Verdict:
 @dataclass(slots=True)
 class GuardContext:
     """Per-call state: what a guard may know besides the text, plus the call's trace and its
-    redaction map (created on first use, shared by the input and the output checks)."""
+    redaction map (created on first use, shared by the input and the output checks). During an
+    input check of a request, ``role``, ``message_index`` and ``part`` say which text of which
+    caller message is being checked."""
 
     stage: Stage = "input"
     feature: str = ""
@@ -69,6 +71,10 @@ class GuardContext:
     trace: Trace | None = None
     redactor: Redactor | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    # which caller message an input check is looking at (None for the answer, or a bare text)
+    role: str | None = None
+    message_index: int | None = None
+    part: str | None = None  # "content", or "tool_calls.N.arguments"
 
 
 @runtime_checkable

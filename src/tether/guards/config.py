@@ -11,17 +11,20 @@ Each list item is a bare guard name or a one-key mapping from the name to its se
         - system_prompt_leak
 
 Settings common to every guard (``action``, ``threshold``, ``latency_budget_ms``, ``sample``,
-``max_reasks``, ``on_error``) sit next to the guard's own options (``schema``, ``entities`` ...);
-a built-in guard's options are validated strictly, a custom guard (``module:function`` or an
-entry point of group ``tether.guards``) receives its options as keyword arguments.
+``max_reasks``, ``on_error``; for input guards ``roles``) sit next to the guard's own options
+(``schema``, ``entities`` ...); a built-in guard's options are validated strictly, a custom
+guard (``module:function`` or an entry point of group ``tether.guards``) receives its options as
+keyword arguments.
 """
 
 from __future__ import annotations
 
+import difflib
 import re
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from tether.config.base import Strict
 from tether.guards.base import GuardAction
@@ -193,7 +196,32 @@ def default_action(name: str) -> GuardAction:
 ALIASES = {"pii_redact": ("pii", "redact"), "injection": ("prompt_injection", None)}
 COMMON_KEYS = frozenset(
     {"name", "action", "threshold", "latency_budget_ms", "sample", "max_reasks", "on_error"}
+    | {"roles"}
 )
+INPUT_ROLES = ("system", "developer", "user", "assistant", "tool")
+
+
+def located_option_errors(guard: str, model: type[Strict], exc: ValidationError) -> ValidationError:
+    """A built-in guard's option errors, kept at the option's YAML path; an unknown option names
+    the options the guard takes and the closest one (``treshold``: did you mean ``threshold``)."""
+    fields = model.model_fields.items()
+    takes = sorted({*(COMMON_KEYS - {"name"}), *(f.alias or n for n, f in fields)})
+    details: list[InitErrorDetails] = []
+    for err in exc.errors():
+        if err["type"] != "extra_forbidden":
+            kind = PydanticCustomError(err["type"], err["msg"], err.get("ctx"))
+            details.append(InitErrorDetails(type=kind, loc=err["loc"], input=err["input"]))
+            continue
+        key = str(err["loc"][-1])
+        close = difflib.get_close_matches(key, takes, n=1)
+        hint = f"did you mean `{close[0]}`? " if close else ""
+        kind = PydanticCustomError(
+            "unknown_option",
+            "unknown option `{key}` of guard {guard}",
+            {"key": key, "guard": guard, "fix": f"{hint}{guard} takes: {', '.join(takes)}"},
+        )
+        details.append(InitErrorDetails(type=kind, loc=err["loc"], input=err["input"]))
+    return ValidationError.from_exception_data(model.__name__, details)
 
 
 # ---------------------------------------------------------------- the spec of one guard
@@ -210,6 +238,11 @@ class GuardSpec(Strict):
     max_reasks: int = Field(default=1, ge=0, le=5)
     on_error: Literal["block", "pass"] = Field(
         default="block", description="what a guard that raises or times out does"
+    )
+    roles: list[str] | None = Field(
+        default=None,
+        description="input guards only: the message roles checked (default: every role the "
+        "caller sends); developer is the same as system",
     )
     options: dict[str, Any] = Field(default_factory=dict)
 
@@ -243,11 +276,34 @@ class GuardSpec(Strict):
         data["options"] = options
         return data
 
+    @field_validator("roles")
+    @classmethod
+    def _known_roles(cls, v: list[str] | None) -> list[str] | None:
+        if v is None:
+            return None
+        if not v:
+            raise ValueError(
+                "roles: [] checks nothing; name at least one of "
+                f"{', '.join(INPUT_ROLES)}, or remove roles to check every role"
+            )
+        for role in v:
+            if role not in INPUT_ROLES:
+                raise ValueError(f"roles: unknown role {role!r}; use {', '.join(INPUT_ROLES)}")
+        # a gateway caller's developer messages are system messages by the time guards run
+        return sorted({"system" if r == "developer" else r for r in v}, key=INPUT_ROLES.index)
+
+    def checks_role(self, role: str | None) -> bool:
+        """Whether this (input) guard checks a message of ``role`` (None: not a message)."""
+        return self.roles is None or role is None or role in self.roles
+
     @model_validator(mode="after")
     def _builtin_options(self) -> GuardSpec:
         model = builtin_options().get(self.name)
         if model is not None:
-            model.model_validate(self.options)
+            try:
+                model.model_validate(self.options)
+            except ValidationError as exc:
+                raise located_option_errors(self.name, model, exc) from None
         elif ":" not in self.name and not self.name.isidentifier():
             raise ValueError(
                 f"guard {self.name!r} is not a built-in ({', '.join(builtin_options())}), "
@@ -286,6 +342,12 @@ class GuardsConfig(Strict):
 
     @model_validator(mode="after")
     def _actions_fit_stage(self) -> GuardsConfig:
+        for i, spec in enumerate(self.output):
+            if spec.roles is not None:
+                raise ValueError(
+                    f"output.{i}: {spec.name}: roles chooses which messages an input guard "
+                    "checks; an output guard checks the answer, so remove roles here"
+                )
         for i, spec in enumerate(self.input):
             if spec.effective_action == "reask":
                 raise ValueError(

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 from typing import Any
 
 from tether.guards.base import Verdict
@@ -29,7 +30,15 @@ class EvaluationEvents:
                 self._api = None
         return self._api
 
-    def emit(self, name: str, verdict: Verdict, *, stage: str, action: str | None) -> bool:
+    def emit(
+        self,
+        name: str,
+        verdict: Verdict,
+        *,
+        stage: str,
+        action: str | None,
+        where: Mapping[str, Any] | None = None,
+    ) -> bool:
         """Add the event to the current span; True when it was recorded."""
         api = self._trace_api()
         if api is None:
@@ -47,5 +56,8 @@ class EvaluationEvents:
             attributes["gen_ai.evaluation.explanation"] = verdict.reason
         if action is not None:
             attributes["tether.guard.action"] = action
+        for key, value in (where or {}).items():  # message_index, role, part: never the text
+            if value is not None:
+                attributes[f"tether.guard.{key}"] = value
         span.add_event(EVENT_NAME, attributes=attributes)
         return True

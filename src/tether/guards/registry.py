@@ -10,6 +10,7 @@ A custom reference (``module:attr``) or an entry point of group ``tether.guards`
 
 from __future__ import annotations
 
+import difflib
 import functools
 import inspect
 from collections.abc import Awaitable, Callable
@@ -20,6 +21,7 @@ from tether.errors import ConfigError
 from tether.guards.base import Guard, GuardContext, Verdict
 from tether.guards.builtin.json_schema import import_object
 from tether.guards.config import (
+    ALIASES,
     GuardSpec,
     InjectionOptions,
     JsonSchemaOptions,
@@ -28,6 +30,7 @@ from tether.guards.config import (
     MaxLengthOptions,
     PiiOptions,
     SecretsOptions,
+    builtin_options,
 )
 
 ENTRY_POINT_GROUP = "tether.guards"
@@ -98,8 +101,34 @@ def build_list_guard(spec: GuardSpec) -> Guard | None:
     return None
 
 
+def _check_options(
+    target: Callable[..., Any], leading: int, options: dict[str, Any], where: str
+) -> None:
+    """Refuse options ``target`` cannot take now (start-up, ``tether check``), not on a call."""
+    try:
+        signature = inspect.signature(target)
+    except (TypeError, ValueError):
+        return  # a builtin without a signature: nothing to check against
+    try:
+        signature.bind(*([None] * leading), **options)
+    except TypeError as exc:
+        takes = [
+            n
+            for n, p in list(signature.parameters.items())[leading:]
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        ]
+        unknown = [k for k in options if k not in takes]
+        close = difflib.get_close_matches(unknown[0], takes, n=1) if unknown else []
+        hint = f"did you mean `{close[0]}`? " if close else ""
+        raise ConfigError(
+            f"guard {where}: its options do not fit ({exc}); {hint}"
+            f"it takes: {', '.join(takes) or 'no options'}"
+        ) from None
+
+
 def from_object(obj: Any, options: dict[str, Any], where: str) -> Guard:
     if isinstance(obj, type):
+        _check_options(obj, 0, options, where)
         obj = obj(**options)
         if not callable(getattr(obj, "check", None)):
             raise ConfigError(f"guard {where}: {type(obj).__name__} has no check(text, ctx)")
@@ -109,6 +138,7 @@ def from_object(obj: Any, options: dict[str, Any], where: str) -> Guard:
             raise ConfigError(f"guard {where} is an instance; it takes no options")
         return obj  # type: ignore[no-any-return]
     if callable(obj):
+        _check_options(obj, 2, options, where)  # fn(text, ctx, **options)
         return FunctionGuard(obj, options)
     raise ConfigError(f"guard {where} is neither a guard, a class nor a function")
 
@@ -129,8 +159,18 @@ def build_guard(spec: GuardSpec) -> Guard:
         return from_object(import_object(spec.name), spec.options, spec.name)
     obj = load_entry_point(spec.name)
     if obj is None:
-        raise ConfigError(
-            f"guard {spec.name!r} is not a built-in, and no package provides an entry point "
-            f"{spec.name!r} in group {ENTRY_POINT_GROUP!r}; use 'module:function' or install it"
-        )
+        raise ConfigError(unknown_guard(spec.name))
     return from_object(obj, spec.options, spec.name)
+
+
+def unknown_guard(name: str) -> str:
+    """The message for a guard name nothing provides, with the closest known name."""
+    plugins = {ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    known = sorted({*builtin_options(), *ALIASES, *plugins})
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f"did you mean `{close[0]}`? " if close else ""
+    return (
+        f"guard {name!r} is not a built-in, and no package provides an entry point {name!r} "
+        f"in group {ENTRY_POINT_GROUP!r}; {hint}known guards: {', '.join(known)}; "
+        "or use 'module:function'"
+    )

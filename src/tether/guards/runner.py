@@ -154,6 +154,8 @@ class GuardRunner:
         ctx.stage = stage
         outcome = GuardOutcome(stage, text)
         for bound in guards:
+            if stage == "input" and not bound.spec.checks_role(ctx.role):
+                continue
             if not self.sampled(bound, ctx, stage):
                 continue
             t0 = time.perf_counter()
@@ -252,8 +254,10 @@ class GuardRunner:
         return ctx.redactor.redact(text, verdict.findings, reversible=stage == "input")
 
     def record(self, result: GuardResult, ctx: GuardContext) -> None:
-        """The verdict on the trace (spans, never the matched text) and as an OTel event."""
+        """The verdict on the trace (spans, never the matched text) and as an OTel event; an
+        input verdict on a request's message names its index, role and part."""
         v = result.verdict
+        where = message_ref(ctx) if result.stage == "input" else {}
         if ctx.trace is not None:
             ctx.trace.event(
                 "guard",
@@ -267,10 +271,11 @@ class GuardRunner:
                 latency_ms=round(result.latency_ms, 3),
                 over_budget=result.over_budget,
                 error=result.error,
+                **where,
             )
             if result.action == "review":
-                ctx.trace.event("review_requested", guard=result.guard, reason=v.reason)
-        self.events.emit(result.guard, v, stage=result.stage, action=result.action)
+                ctx.trace.event("review_requested", guard=result.guard, reason=v.reason, **where)
+        self.events.emit(result.guard, v, stage=result.stage, action=result.action, where=where)
 
     def _finish(self, outcome: GuardOutcome, ctx: GuardContext) -> GuardOutcome:
         if outcome.stage != "output" or ctx.redactor is None or not len(ctx.redactor):
@@ -289,6 +294,13 @@ class GuardRunner:
         from tether.guards.stream import GuardedStream
 
         return GuardedStream(self, ctx)
+
+
+def message_ref(ctx: GuardContext) -> dict[str, Any]:
+    """Which message of the request an input check looked at (empty for a bare text)."""
+    if ctx.message_index is None:
+        return {}
+    return {"message_index": ctx.message_index, "role": ctx.role, "part": ctx.part}
 
 
 def default_reask(verdict: Verdict) -> str:

@@ -1,5 +1,6 @@
-"""A feature compiled for calling: its prompt template, its resilient model chain and, when it
-declares any, its guards (a :class:`~tether.guards.GuardRunner`, built once)."""
+"""A feature compiled for calling: its prompt template, its resilient model chain, what its
+traces keep of each call (:class:`~tether.pipeline.capture.Capture`) and, when it declares
+any, its guards (a :class:`~tether.guards.GuardRunner`, built once)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateError, UndefinedError
+from jinja2 import StrictUndefined, TemplateError, UndefinedError, meta
 from jinja2.sandbox import SandboxedEnvironment
 
 from tether.config.models import FeatureConfig
-from tether.errors import ConfigError, MissingVariable
+from tether.errors import ConfigError, InvalidRequest, MissingVariable
 from tether.guards.runner import GuardRunner
+from tether.pipeline.capture import Capture
 from tether.providers.base import Model
 from tether.types import Message, ModelRequest
 
@@ -31,7 +33,9 @@ class CompiledFeature:
     model: Model
     _template: Any
     _system: Any
+    capture: Capture
     guards: GuardRunner | None = None  # None without guards: the unguarded path stays as fast
+    own_messages: int = 0  # leading messages of every request that are the feature's own
 
     @classmethod
     def compile(
@@ -46,7 +50,9 @@ class CompiledFeature:
                 "templates use Jinja2 syntax, e.g. '{{ message }}'"
             ) from None
         guards = None if config.guards.empty else GuardRunner(config.guards)
-        return cls(name, config, model, template, system, guards)
+        own = 1 if system is not None and _static_text(env, system, config.prompt.system) else 0
+        capture = Capture.for_feature(config, guards)
+        return cls(name, config, model, template, system, capture, guards, own)
 
     def build_request(self, variables: Mapping[str, Any]) -> ModelRequest:
         """The feature's own prompt: system and template rendered with the call's variables."""
@@ -63,8 +69,8 @@ class CompiledFeature:
     def adopt(self, request: ModelRequest, variables: Mapping[str, Any]) -> ModelRequest:
         """A caller's own conversation (the gateway's chat completions): the feature's system
         prompt goes first, and the feature's defaults fill what the caller left unset."""
-        if self._system is not None:
-            system = self._render(self._system, variables)
+        system = self._render(self._system, variables) if self._system is not None else None
+        if system:  # as in build_request: an empty system prompt is no message
             request.messages = [Message("system", system), *request.messages]
         if request.max_tokens is None:
             request.max_tokens = self.config.max_tokens
@@ -81,3 +87,22 @@ class CompiledFeature:
                 f"({exc.message}); pass it, e.g. variables={{'message': ...}} or "
                 "--var message=..."
             ) from None
+        except (TemplateError, ArithmeticError, LookupError, TypeError, ValueError) as exc:
+            raise InvalidRequest(
+                f"feature {self.name!r}: its prompt could not be rendered with the variables "
+                f"passed ({type(exc).__name__}: {exc}); check the variables' types against the "
+                "feature's prompt template",
+                reason="template_error",
+            ) from None
+
+
+def _static_text(env: SandboxedEnvironment, template: Any, source: str | None) -> bool:
+    """Whether a system template renders no variable and a non-empty text: only then is its
+    message the feature's own. A system prompt that renders a caller's variables carries the
+    caller's text, so input guards check it like any message the caller sends."""
+    if not source or meta.find_undeclared_variables(env.parse(source)):
+        return False
+    try:
+        return bool(template.render({}))
+    except (TemplateError, ArithmeticError, LookupError, TypeError, ValueError):
+        return False  # the same error surfaces, with its message, when the feature is called

@@ -4,12 +4,17 @@
 the runner (built once per feature) plus this call's :class:`~tether.guards.GuardContext`
 (trace, redaction map, re-ask count). It decides
 
-* **what input guards check**: the content of every ``user`` message of the request, each
-  checked on its own, after the feature's template was rendered (so ``Q: {{ message }}`` is
-  checked as ``Q: <the message>``). System messages (the feature's own prompt, or a gateway
-  caller's) are the application's, not the user's, and are not checked; neither are assistant
-  and tool messages. Redaction rewrites each user message in place, with one placeholder map
-  for the whole call, so the same e-mail is ``<EMAIL_1>`` in every turn;
+* **what input guards check**: every message the caller supplies, whatever its role (system,
+  developer -- the gateway makes it system --, user, assistant, tool): its content (text parts
+  joined) and each tool call's arguments, each text checked on its own, after the feature's
+  template was rendered (so ``Q: {{ message }}`` is checked as ``Q: <the message>``). Tool
+  results and retrieved documents are where indirect injection arrives, so they are checked
+  too. Only the feature's own system prompt is not (``CompiledFeature.own_messages``: the
+  leading message a feature adds, when its template renders no variable; one that renders the
+  caller's variables carries the caller's text and is checked). A guard's ``roles:`` narrows
+  the roles it checks. Redaction rewrites each text, with one placeholder map for the whole
+  call, so the same e-mail is ``<EMAIL_1>`` in every turn and in tool arguments; each verdict
+  on the trace names the message's index, role and part;
 * **where a fallback goes**: :func:`chain_from` is the feature's chain from a position on, so a
   ``fallback`` verdict skips the model that produced the bad answer (output) or the primary
   model (input: e.g. keep personal data on the local model that comes second in the chain);
@@ -45,40 +50,88 @@ class CallGuards:
     def __init__(self, runner: GuardRunner, feature: CompiledFeature, trace: Trace) -> None:
         self.runner = runner
         self.chain = feature.model
+        self.own = feature.own_messages  # leading messages that are the feature's own prompt
         self.trace = trace
         self.ctx = GuardContext(feature=feature.name, trace=trace)
         self.request: ModelRequest | None = None  # what the model is asked, after input guards
+        # (message index, part) of the texts a pii guard left clean in self.request
+        self.pii_clean: frozenset[tuple[int, str]] = frozenset()
+        self._clean: set[tuple[int, str]] = set()
         self.start = 0  # the chain position the first model call starts at
 
     # ------------------------------------------------------------------ input
 
     async def check_input(self, request: ModelRequest) -> ModelRequest:
-        """Run the input guards over each user message; return the request the model may see.
+        """Run the input guards over every text of every caller message; return the request the
+        model may see. The feature's own leading messages (its system prompt, when it renders
+        no variable: ``CompiledFeature.own_messages``) are not checked.
 
         ``block`` raises :class:`GuardBlocked`; ``redact`` puts placeholders in the messages;
         ``fallback`` makes the call start at the chain's next model; ``review``/``log`` only
-        record (the runner puts every verdict on the trace)."""
-        system = [m.content for m in request.messages if m.role == "system" and m.content]
-        self.ctx.system_prompt = "\n".join(system) or None
+        record (the runner puts every verdict on the trace, with the message's index and role).
+        """
+        self.request = request  # what was asked, should a guard block below
         messages = list(request.messages)
+        self.ctx.system_prompt = system_text(messages)
         fallback: GuardOutcome | None = None
-        redacted = False
-        for i, message in enumerate(messages):
-            if message.role != "user" or not message.content:
-                continue
-            outcome = await self.runner.acheck_input(message.content, self.ctx)
-            outcome.raise_for_decision()
-            if outcome.decision == "fallback" and fallback is None:
+        changed = False
+        for i in range(self.own, len(messages)):
+            checked, outcome = await self._check_message(i, messages[i])
+            if outcome is not None and fallback is None:
                 fallback = outcome
-            if outcome.text != message.content:
-                messages[i] = dataclasses.replace(message, content=outcome.text)
-                redacted = True
-        if redacted:
+            if checked is not messages[i]:
+                messages[i], changed = checked, True
+        self.ctx.role = self.ctx.message_index = self.ctx.part = None  # the answer is no message
+        if changed:
             request = dataclasses.replace(request, messages=messages)
-        self.request = request
+            self.ctx.system_prompt = system_text(messages)  # as the model sees it
+        self.request, self.pii_clean = request, frozenset(self._clean)
         if fallback is not None:
             self.start = self.fallback(fallback, 0)
         return request
+
+    async def _check_message(
+        self, index: int, message: Message
+    ) -> tuple[Message, GuardOutcome | None]:
+        """One caller message's texts checked, each on its own: its content (every text part,
+        joined by the gateway) and each tool call's arguments. Returns the message as the model
+        may see it (the same object when nothing changed) and the first ``fallback`` verdict."""
+        ctx = self.ctx
+        ctx.role, ctx.message_index = message.role, index
+        fallback: GuardOutcome | None = None
+        content = message.content
+        if content:
+            ctx.part = "content"
+            outcome = await self.runner.acheck_input(content, ctx)
+            self._note_pii(outcome)
+            outcome.raise_for_decision()
+            fallback = outcome if outcome.decision == "fallback" else None
+            content = outcome.text
+        calls = list(message.tool_calls or [])
+        for n, call in enumerate(calls):
+            if not call.arguments:
+                continue
+            ctx.part = f"tool_calls.{n}.arguments"
+            outcome = await self.runner.acheck_input(call.arguments, ctx)
+            self._note_pii(outcome)
+            outcome.raise_for_decision()
+            if outcome.decision == "fallback" and fallback is None:
+                fallback = outcome
+            if outcome.text != call.arguments:
+                calls[n] = dataclasses.replace(call, arguments=outcome.text)
+        if content == message.content and calls == (message.tool_calls or []):
+            return message, fallback
+        return dataclasses.replace(message, content=content, tool_calls=calls or None), fallback
+
+    def _note_pii(self, outcome: GuardOutcome) -> None:
+        """Remember a text the pii guard found clean or redacted, so the trace's capture does
+        not run the detector over it a second time."""
+        if any(
+            r.guard == "pii" and r.error is None and (r.verdict.passed or r.action == "redact")
+            for r in outcome.results
+        ):
+            assert self.ctx.message_index is not None and self.ctx.part is not None
+            self._clean.add((self.ctx.message_index, self.ctx.part))
 
     # ------------------------------------------------------------------ model
 
@@ -149,6 +202,14 @@ class CallGuards:
         if self.runner.output or (redactor is not None and len(redactor)):
             return self.runner.stream(self.ctx)
         return None
+
+
+def system_text(messages: list[Message]) -> str | None:
+    """What ``system_prompt_leak`` compares the answer with: every system message the model
+    sees, the feature's own prompt and a caller's (an application that sends its prompt per
+    call wants it kept from its users too); a caller's own text can only make its answer
+    stricter."""
+    return "\n".join(m.content for m in messages if m.role == "system" and m.content) or None
 
 
 # ---------------------------------------------------------------- the chain from a position

@@ -11,14 +11,20 @@ unknown feature, a missing template variable) raises :class:`~tether.errors.Inva
 instead of taking the failure path: the failure path is for the system around the model.
 
 Guards (only for a feature that declares them; the unguarded path does not pay for them):
-input guards check each user message before the model call (``block`` -> the failure path with
-reason ``guard_blocked``, ``redact`` -> the model sees placeholders, ``fallback`` -> the chain
-starts at its next model); output guards check the answer (``redact`` rewrites it and restores
-the user's originals, ``reask`` asks the same model again with the validation error,
-``fallback`` asks the next model, ``block`` -> the failure path). ``review`` and ``log`` only
-record. A stream is guarded on the fly (redaction mid-stream, a block ends it with an explicit
-error) unless its output guards may re-ask or fall back: then it is answered in one piece once
-the guards passed. See :mod:`tether.pipeline.guarding` and docs/guards.md.
+input guards check every message the caller supplies, whatever its role (its text and its tool
+calls' arguments; never the feature's own system prompt), before the model call (``block`` ->
+the failure path with reason ``guard_blocked``, ``redact`` -> the model sees placeholders,
+``fallback`` -> the chain starts at its next model); output guards check the answer
+(``redact`` rewrites it and restores the user's originals, ``reask`` asks the same model again
+with the validation error, ``fallback`` asks the next model, ``block`` -> the failure path).
+``review`` and ``log`` only record. A stream is guarded on the fly (redaction mid-stream, a
+block ends it with an explicit error) unless its output guards may re-ask or fall back: then it
+is answered in one piece once the guards passed. See :mod:`tether.pipeline.guarding` and
+docs/guards.md.
+
+When the call ends, the trace keeps what was asked (the messages as the model saw them, the
+variables) and the answer as the feature's ``trace.capture`` says
+(:mod:`tether.pipeline.capture`).
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ class Call:
     trace: Trace
     request: ModelRequest
     variables: Mapping[str, Any]
+    guards: CallGuards | None = None  # this call's guards, once they ran
 
     def context(self) -> CallContext:
         return CallContext(self.trace, time.monotonic() + self.feature.config.deadline_s)
@@ -94,7 +101,7 @@ class Pipeline:
         try:
             return await self._run(call)
         finally:
-            await self._finish(call.trace)
+            await self._finish(call)
 
     async def _run(self, call: Call) -> Result:
         ctx = call.context()
@@ -105,7 +112,7 @@ class Pipeline:
                 # budget reserve and cache plug in here
                 response = await call.feature.model.complete(call.request, ctx)
             else:
-                guards = CallGuards(runner, call.feature, call.trace)
+                guards = call.guards = CallGuards(runner, call.feature, call.trace)
                 await guards.check_input(call.request)  # block raises; redact; fallback
                 # budget reserve and cache plug in here
                 response, outcome = await self._guarded_answer(guards, ctx)
@@ -218,10 +225,18 @@ class Pipeline:
             trace=trace,
         )
 
-    async def _finish(self, trace: Trace) -> None:
+    async def _finish(self, call: Call) -> None:
+        trace = call.trace
         if trace.status == "running":
             trace.status = "error"
         trace.latency_ms = trace.latency_ms or trace.now_ms()
+        guards = call.guards
+        if guards is None or guards.request is None:
+            call.feature.capture.record(trace, call.request, call.variables)
+        else:
+            call.feature.capture.record(
+                trace, guards.request, call.variables, guards.ctx.redactor, guards.pii_clean
+            )
         await self.sink.write(trace)
 
     # ------------------------------------------------------------------ streaming
@@ -233,14 +248,14 @@ class Pipeline:
                 yield chunk
         finally:
             await chunks.aclose()  # a caller that stops reading closes the model's stream too
-            await self._finish(call.trace)
+            await self._finish(call)
 
     async def _stream(self, call: Call) -> AsyncGenerator[StreamChunk, None]:
         ctx = call.context()
         runner = call.feature.guards
         model, request, shield = call.feature.model, call.request, None
         if runner is not None:
-            guards = CallGuards(runner, call.feature, call.trace)
+            guards = call.guards = CallGuards(runner, call.feature, call.trace)
             try:
                 request = await guards.check_input(call.request)  # before the stream starts
                 model = guards.model_at(guards.start)

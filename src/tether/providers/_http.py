@@ -23,14 +23,16 @@ from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from tether.errors import ProviderError, RateLimited, Timeout, UpstreamError
+from tether.errors import ConfigError, ProviderError, RateLimited, Timeout, UpstreamError
 from tether.providers._transport import (
+    BadHeader,
     BadURL,
     ConnectFailed,
     ConnectTimeout,
     Pool,
     Response,
     TransportError,
+    header_problem,
 )
 from tether.providers.base import CallContext
 
@@ -178,10 +180,10 @@ def transport_error(target: Target, exc: BaseException) -> ProviderError:
             model=m,
             retryable=True,
         )
-    if isinstance(exc, BadURL):
+    if isinstance(exc, BadURL | BadHeader):
         return UpstreamError(
-            f"{target.name}: {target.url} is not a usable URL ({exc}). Check the base_url of "
-            f"provider {target.provider!r}.",
+            f"{target.name}: cannot call {target.url} ({exc}). Check the base_url, headers "
+            f"and api_key of provider {target.provider!r}, and the proxy settings.",
             provider=p,
             model=m,
             retryable=False,
@@ -336,6 +338,18 @@ def env_proxy(url: str) -> str | None:
     return proxies.get(parts.scheme) or proxies.get("all")
 
 
+def check_headers(provider: str, headers: Mapping[str, str]) -> None:
+    """Refuse a header that would break the request head (a CR, LF or NUL in an API key or a
+    configured value, a name that is not a token), naming the header but never its value."""
+    for name, value in headers.items():
+        if problem := header_problem(name, value):
+            raise ConfigError(
+                f"provider {provider!r}: header {name!r} cannot be sent: {problem}. Fix the "
+                "provider's api_key and headers in tether.yaml (a secret read from a file or "
+                "variable often ends with a newline)."
+            )
+
+
 def tls_context() -> ssl.SSLContext:
     """Trusted certificates found as httpx found them: ``SSL_CERT_FILE``, ``SSL_CERT_DIR``, else
     certifi's bundle (the system store if certifi is not installed)."""
@@ -392,6 +406,7 @@ class HTTPClient:
         self.connect_timeout_s = connect_timeout_s
         self.max_connections = max_connections
         self.max_event_bytes = max_event_bytes
+        check_headers(provider, headers)
         self._headers = dict(headers)
         if not any(name.lower() == "content-type" for name in headers):
             self._headers["content-type"] = "application/json"  # every request POSTs JSON
@@ -411,7 +426,9 @@ class HTTPClient:
         if pool is not None and self._loop is not None and not self._loop.is_closed():
             raise self._wrong_loop(target)
         # a pool whose loop is gone is dropped: its sockets went with that loop
-        if self._tls is None and self.base_url.startswith("https:"):
+        proxy = env_proxy(self.base_url)
+        hops = (self.base_url, proxy or "")
+        if self._tls is None and any(urllib.parse.urlsplit(h).scheme == "https" for h in hops):
             self._tls = tls_context()  # ~25 ms of certificate loading, once per client
         try:
             self._pool = Pool(
@@ -420,7 +437,7 @@ class HTTPClient:
                 connect_timeout_s=self.connect_timeout_s,
                 keepalive_s=KEEPALIVE_S,
                 tls=self._tls,
-                proxy=env_proxy(self.base_url),
+                proxy=proxy,
                 headers=self._headers,
             )
         except TransportError as exc:

@@ -11,8 +11,13 @@ the ``httptools`` response parser, about a quarter of a general-purpose client's
 * a connect timeout, and a read timeout that bounds every wait for the server (headers, then
   each piece of the body);
 * TLS (``https://``) with a caller-supplied context;
-* an HTTP proxy: absolute-form requests for ``http://``, a ``CONNECT`` tunnel for ``https://``,
-  ``user:password@`` in the proxy URL as Basic auth;
+* a proxy: absolute-form requests for ``http://``, a ``CONNECT host:port`` tunnel for
+  ``https://``, ``user:password@`` in the proxy URL as Basic auth; an ``https://`` proxy is
+  spoken to over TLS (verified with the same context), and a tunnel through it carries a second
+  TLS session, to the origin;
+* request heads that cannot be split: a header name that is not a token, or a CR, LF, NUL or
+  other control character in a value, host or request target, is refused before anything is
+  sent (:func:`header_problem`);
 * ``Content-Length``, chunked and read-until-close bodies; ``gzip``/``deflate`` decoded;
 * back-pressure on streamed bodies (reading pauses while too much is buffered).
 
@@ -23,8 +28,11 @@ tether's :class:`~tether.errors.ProviderError` tree (``_http.transport_error``).
 from __future__ import annotations
 
 import asyncio
+import asyncio.sslproto
 import base64
+import re
 import ssl
+import sys
 import time
 import urllib.parse
 import zlib
@@ -38,6 +46,12 @@ from tether._version import __version__
 
 #: Streamed body bytes buffered before the socket stops being read.
 HIGH_WATER = 1 << 20
+#: A header name (RFC 9110 token); a value may hold no control character but HTAB.
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_VALUE_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+#: What may not appear in a host or request target: controls and spaces.
+_TARGET_UNSAFE = re.compile(r"[\x00-\x20\x7f]")
+_CONTROL_NAMES = {"\r": "a carriage return (CR)", "\n": "a line feed (LF)", "\x00": "a NUL"}
 
 
 class TransportError(Exception):
@@ -68,6 +82,37 @@ class ProtocolError(TransportError):
     """The server's bytes are not HTTP/1.1."""
 
 
+class BadHeader(TransportError):
+    """A request header cannot be sent as given: it would break (or inject into) the head."""
+
+
+def header_problem(name: str, value: str) -> str | None:
+    """Why ``name: value`` cannot go into a request head, or None if it can. The answer never
+    quotes the value (it may be a secret)."""
+    if not _TOKEN.fullmatch(name):
+        return (
+            "its name is not an HTTP token (letters, digits and !#$%&'*+-.^_`|~ only; no "
+            "spaces, colons or line breaks)"
+        )
+    if match := _VALUE_CONTROL.search(value):
+        char = match.group()
+        what = _CONTROL_NAMES.get(char, f"the control character U+{ord(char):04X}")
+        return f"its value contains {what}, which could inject other headers"
+    try:
+        value.encode("latin-1")
+    except UnicodeEncodeError:
+        return "its value has characters outside Latin-1 (percent- or base64-encode them)"
+    return None
+
+
+def _head_fields(fields: dict[str, str]) -> bytes:
+    """``name: value`` lines for a request head, each checked by :func:`header_problem`."""
+    for name, value in fields.items():
+        if problem := header_problem(name, value):
+            raise BadHeader(f"header {name!r} cannot be sent: {problem}")
+    return "".join(f"{k}: {v}\r\n" for k, v in fields.items()).encode("latin-1")
+
+
 @dataclass(frozen=True, slots=True)
 class Origin:
     """Where requests go: scheme, host and port, plus the path prefix of the base URL."""
@@ -81,6 +126,8 @@ class Origin:
         parts = urllib.parse.urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise BadURL(f"{url!r} is not an http:// or https:// URL with a host")
+        if _TARGET_UNSAFE.search(parts.hostname):
+            raise BadURL(f"{url!r}: the host contains a space or control character")
         try:
             port = parts.port or (443 if parts.scheme == "https" else 80)
         except ValueError as exc:
@@ -89,9 +136,18 @@ class Origin:
 
     @property
     def authority(self) -> str:
+        """``host[:port]`` as the ``Host`` header carries it (the default port left out)."""
         default = 443 if self.scheme == "https" else 80
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return host if self.port == default else f"{host}:{self.port}"
+        return self._host if self.port == default else self.host_port
+
+    @property
+    def host_port(self) -> str:
+        """``host:port`` always: the authority-form a ``CONNECT`` request needs (RFC 9112)."""
+        return f"{self._host}:{self.port}"
+
+    @property
+    def _host(self) -> str:
+        return f"[{self.host}]" if ":" in self.host else self.host
 
 
 class _Decoder:
@@ -277,23 +333,31 @@ class Connection(asyncio.Protocol):
 
     async def tunnel(self, authority: str, auth: str | None, timeout: float) -> None:
         """Ask the proxy this connection reaches for a tunnel to ``authority`` (``CONNECT``)."""
-        self._tunnel = bytearray()
-        lines = [f"CONNECT {authority} HTTP/1.1", f"Host: {authority}"]
+        fields = {"host": authority}
         if auth:
-            lines.append(f"Proxy-Authorization: {auth}")
+            fields["proxy-authorization"] = auth
+        head = b"CONNECT %s HTTP/1.1\r\n%s\r\n" % (
+            authority.encode("latin-1"),
+            _head_fields(fields),
+        )
+        self._tunnel = bytearray()
         assert self.transport is not None
-        self.transport.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        self.transport.write(head)
+        closed = ConnectFailed(
+            f"the proxy closed the connection instead of a tunnel to {authority}"
+        )
         while b"\r\n\r\n" not in self._tunnel:
             if self.closed:
-                raise ConnectFailed(
-                    f"the proxy closed the connection instead of a tunnel to {authority}"
-                )
-            await self.wait("answer to CONNECT", timeout)
-        head = bytes(self._tunnel).split(b"\r\n", 1)[0].decode("latin-1")
+                raise closed
+            try:
+                await self.wait("answer to CONNECT", timeout)
+            except ConnectionBroken:
+                raise closed from None
+        status = bytes(self._tunnel).split(b"\r\n", 1)[0].decode("latin-1")
         self._tunnel = None
-        parts = head.split(" ", 2)
+        parts = status.split(" ", 2)
         if len(parts) < 2 or parts[1] != "200":
-            raise ConnectFailed(f"the proxy refused a tunnel to {authority}: {head!r}")
+            raise ConnectFailed(f"the proxy refused a tunnel to {authority}: {status!r}")
 
 
 class Response:
@@ -359,8 +423,12 @@ class Pool:
         self.limit = limit
         self.connect_timeout_s = connect_timeout_s
         self.keepalive_s = keepalive_s
+        self._proxy = _proxy_origin(proxy) if proxy else None
+        proxy_https = self._proxy is not None and self._proxy.scheme == "https"
+        if tls is None and (proxy_https or self.origin.scheme == "https"):
+            raise BadURL("an https:// upstream or proxy needs a TLS context (tls=...)")
         self._tls = tls if self.origin.scheme == "https" else None
-        self._proxy = Origin.of(proxy) if proxy else None
+        self._proxy_tls = tls if proxy_https else None
         self._proxy_auth = _basic_auth(proxy) if proxy else None
         self._absolute_form = self._proxy is not None and self.origin.scheme == "http"
         self._idle: list[Connection] = []
@@ -375,7 +443,7 @@ class Pool:
         }
         if self._absolute_form and self._proxy_auth:
             fixed["proxy-authorization"] = self._proxy_auth
-        self._head = "".join(f"{k}: {v}\r\n" for k, v in fixed.items()).encode("latin-1")
+        self._head = _head_fields(fixed)
 
     @property
     def connections(self) -> int:
@@ -393,6 +461,8 @@ class Pool:
         """POST ``body`` to ``url`` (on this pool's origin) and wait for the answer's headers.
         ``connect_timeout`` (if shorter) replaces the pool's for a new connection."""
         target = url if self._absolute_form else _path(url)
+        if _TARGET_UNSAFE.search(target):
+            raise BadURL(f"{url!r}: the URL contains a space or control character")
         head = b"POST %s HTTP/1.1\r\n%scontent-length: %d\r\n\r\n" % (
             target.encode("latin-1"),
             self._head,
@@ -441,6 +511,7 @@ class Pool:
         loop = asyncio.get_running_loop()
         timeout = min(self.connect_timeout_s, connect_timeout or self.connect_timeout_s)
         hop = self._proxy or self.origin
+        hop_tls = self._proxy_tls if self._proxy else self._tls
         tunnel = self._proxy is not None and self.origin.scheme == "https"
         try:
             async with asyncio.timeout(timeout):
@@ -448,8 +519,8 @@ class Pool:
                     lambda: Connection(loop),
                     hop.host,
                     hop.port,
-                    ssl=None if tunnel else self._tls,
-                    server_hostname=hop.host if self._tls and not tunnel else None,
+                    ssl=hop_tls,
+                    server_hostname=hop.host if hop_tls else None,
                 )
                 conn.transport = transport  # uvloop may call connection_made later
                 if tunnel:
@@ -463,15 +534,24 @@ class Pool:
                 f"no connection to {hop.host}:{hop.port} within {timeout:.3g} s"
             ) from None
         except (OSError, ssl.SSLError) as exc:
-            raise ConnectFailed(f"{type(exc).__name__}: {exc}") from exc
+            where = f"proxy {hop.host_port}: " if self._proxy else ""
+            raise ConnectFailed(f"{where}{type(exc).__name__}: {exc}") from exc
         return conn
 
     async def _tunnel(self, loop: asyncio.AbstractEventLoop, conn: Connection) -> None:
-        await conn.tunnel(self.origin.authority, self._proxy_auth, self.connect_timeout_s)
+        """``CONNECT`` through the proxy, then TLS to the origin inside the tunnel (inside the
+        proxy's own TLS session when the proxy is ``https://``)."""
+        await conn.tunnel(self.origin.host_port, self._proxy_auth, self.connect_timeout_s)
         assert conn.transport is not None and self._tls is not None
-        transport = await loop.start_tls(
-            conn.transport, conn, self._tls, server_hostname=self.origin.host
-        )
+        _close_tls_in_tls_on_error(conn.transport)
+        try:
+            transport = await loop.start_tls(
+                conn.transport, conn, self._tls, server_hostname=self.origin.host
+            )
+        except (OSError, ssl.SSLError) as exc:
+            raise ConnectFailed(
+                f"{self.origin.host_port} through the proxy: {type(exc).__name__}: {exc}"
+            ) from exc
         conn.transport = cast(asyncio.Transport, transport)
 
     def put(self, conn: Connection) -> None:
@@ -501,6 +581,33 @@ class Pool:
         self._closed = True
         while self._idle:
             self._discard(self._idle.pop())
+
+
+def _close_tls_in_tls_on_error(outer: asyncio.Transport) -> None:
+    """Before CPython 3.11.8 / 3.12.2 (gh-113214), a TLS session started inside an asyncio TLS
+    transport (through an https:// proxy) that fails, e.g. on a certificate for another name,
+    calls the outer transport's ``_force_close(exc)``, which raises TypeError instead of closing.
+    Give that outer transport the fixed versions' behaviour: abort it (uvloop is not affected)."""
+    fixed = sys.version_info >= (3, 12, 2) or (3, 11, 8) <= sys.version_info < (3, 12)
+    if fixed or not isinstance(outer, asyncio.sslproto._SSLProtocolTransport):
+        return
+
+    def force_close(exc: BaseException | None) -> None:
+        outer.abort()
+
+    outer._force_close = force_close  # type: ignore[attr-defined]
+
+
+def _proxy_origin(proxy: str) -> Origin:
+    """The proxy's origin; an error about the URL shows it without its credentials."""
+    try:
+        return Origin.of(proxy)
+    except BadURL:
+        parts = urllib.parse.urlsplit(proxy)
+        shown = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+        raise BadURL(
+            f"the proxy {shown!r} is not an http:// or https:// URL with a host and a valid port"
+        ) from None
 
 
 def _path(url: str) -> str:

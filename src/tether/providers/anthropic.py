@@ -330,6 +330,11 @@ def wire_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for tool in tools:
         function = tool.get("function")
         if tool.get("type") == "function" and isinstance(function, dict):
+            if not isinstance(function.get("name"), str):
+                raise InvalidRequest(
+                    f"a function tool has no name ({str(tool)[:80]}); send "
+                    '{"type": "function", "function": {"name": ..., "parameters": ...}}'
+                )
             converted = {
                 "name": function["name"],
                 "input_schema": function.get("parameters") or {"type": "object"},
@@ -358,13 +363,13 @@ def wire_tool_choice(choice: Any) -> Any:
 def request_body(
     model: str, request: ModelRequest, *, default_max_tokens: int, stream: bool
 ) -> dict[str, Any]:
-    """The JSON body for ``/v1/messages``; ``request.extra`` is merged in last."""
+    """The JSON body for ``/v1/messages``. ``request.extra`` goes in first, so what tether
+    builds (model, system, messages, max_tokens, options, stream) always wins over it."""
     system, messages = wire_messages(request.messages)
-    body: dict[str, Any] = {
-        "model": model,
-        "messages": messages,
-        "max_tokens": request.max_tokens or default_max_tokens,
-    }
+    body: dict[str, Any] = dict(request.extra)
+    body["model"] = model
+    body["messages"] = messages
+    body["max_tokens"] = request.max_tokens or default_max_tokens
     options = {
         "system": system,
         "temperature": request.temperature,
@@ -376,5 +381,6 @@ def request_body(
     body.update({key: value for key, value in options.items() if value is not None})
     if stream:
         body["stream"] = True
-    body.update(request.extra)
+    else:
+        body.pop("stream", None)
     return body

@@ -216,11 +216,13 @@ def wire_message(message: Message) -> dict[str, Any]:
 
 
 def request_body(model: str, request: ModelRequest, *, stream: bool) -> dict[str, Any]:
-    """The JSON body for ``/chat/completions``; ``request.extra`` is merged in last."""
-    body: dict[str, Any] = {
-        "model": model,
-        "messages": [wire_message(m) for m in request.messages],
-    }
+    """The JSON body for ``/chat/completions``. ``request.extra`` goes in first, so what tether
+    builds (model, messages, options, stream) always wins over it; ``max_completion_tokens`` in
+    ``extra`` only asks for that name instead of ``max_tokens``, with tether's value when it has
+    one."""
+    body: dict[str, Any] = dict(request.extra)
+    body["model"] = model
+    body["messages"] = [wire_message(m) for m in request.messages]
     options = {
         "max_tokens": request.max_tokens,
         "temperature": request.temperature,
@@ -230,13 +232,16 @@ def request_body(model: str, request: ModelRequest, *, stream: bool) -> dict[str
         "tool_choice": request.tool_choice,
         "response_format": request.response_format,
     }
-    if "max_completion_tokens" in request.extra:
-        options.pop("max_tokens")
+    if "max_completion_tokens" in body:
+        options["max_completion_tokens"] = options.pop("max_tokens")
+        body.pop("max_tokens", None)
     body.update({key: value for key, value in options.items() if value is not None})
     if stream:
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}
-    body.update(request.extra)
+    else:
+        body.pop("stream", None)
+        body.pop("stream_options", None)
     return body
 
 

@@ -35,7 +35,7 @@ import threading
 import time
 import traceback
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 from sqlalchemy import Engine
 from sqlalchemy.engine import URL, make_url
@@ -87,7 +87,12 @@ class WriterProcess:
     batch waiting in its pipe instead of waiting for this process to send it."""
 
     def __init__(
-        self, url: str | URL, *, busy_timeout_s: float = 5.0, start_timeout_s: float = 60.0
+        self,
+        url: str | URL,
+        *,
+        busy_timeout_s: float = 5.0,
+        start_timeout_s: float = 60.0,
+        synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
     ) -> None:
         parsed = make_url(url)
         if not can_reopen(parsed):
@@ -97,6 +102,7 @@ class WriterProcess:
             )
         self._url = parsed.render_as_string(hide_password=False)  # sent over the pipe, not argv
         self._busy_timeout = busy_timeout_s
+        self._synchronous = synchronous
         self._start_timeout = start_timeout_s
         self._child: _Child | None = None
         self._closed = False
@@ -158,6 +164,7 @@ class WriterProcess:
                     {
                         "url": self._url,
                         "busy_timeout_s": self._busy_timeout,
+                        "synchronous": self._synchronous,
                         "parent_pid": os.getpid(),
                     }
                 )
@@ -294,7 +301,11 @@ def _open(settings: dict[str, Any]) -> Engine:
     and the first batch does not wait for a connection."""
     from tether.store.engine import create_store_engine
 
-    engine = create_store_engine(settings["url"], busy_timeout_s=settings["busy_timeout_s"])
+    engine = create_store_engine(
+        settings["url"],
+        busy_timeout_s=settings["busy_timeout_s"],
+        synchronous=settings.get("synchronous", "NORMAL"),
+    )
     try:
         with engine.connect():
             pass

@@ -1,7 +1,8 @@
 """``Trace.to_dict()`` → the rows of ``traces`` and ``trace_steps``, built and inserted in bulk.
 
-A trace is one ``traces`` row (the columns filters use, plus the trace's JSON without its
-attempts and events) and one ``trace_steps`` row per attempt and per event, in time order.
+A trace is one ``traces`` row (the columns filters use, what it was asked in ``input``, plus the
+trace's JSON without its attempts, events and input) and one ``trace_steps`` row per attempt
+and per event, in time order.
 
 Rows are plain tuples in the order of :data:`TRACE_COLUMNS` / :data:`STEP_COLUMNS`, with every
 JSON value encoded once, here, by the C encoder. A value the encoder refuses, or whose text the
@@ -34,8 +35,8 @@ Stamp = Callable[[datetime], Any]
 
 TRACE_COLUMNS = (
     "id", "feature", "variant", "user_id", "status", "degraded", "reason", "model", "started_at",
-    "latency_ms", "input_tokens", "output_tokens", "cost_usd", "output", "metadata", "data",
-    "written_at",
+    "latency_ms", "input_tokens", "output_tokens", "cost_usd", "output", "input", "metadata",
+    "data", "written_at",
 )  # fmt: skip
 STEP_COLUMNS = (
     "trace_id", "seq", "kind", "at_ms", "end_ms", "event", "provider", "model", "number",
@@ -151,6 +152,7 @@ def trace_row(data: Mapping[str, Any], trace_id: str, written_at: Any, stamp: St
     takes for a time."""
     usage = _usage(data)
     output = data.get("output")
+    asked = data.get("input")
     meta = data.get("metadata")
     return (
         trace_id,
@@ -167,10 +169,14 @@ def trace_row(data: Mapping[str, Any], trace_id: str, written_at: Any, stamp: St
         _int(usage.get("output_tokens")),
         _num(data.get("cost_usd")),
         clean_text(output) if isinstance(output, str) else None,
+        encode(asked) if isinstance(asked, Mapping) else None,
         encode(meta) if isinstance(meta, Mapping) else "{}",
-        encode({k: v for k, v in data.items() if k != "attempts" and k != "events"}),
+        encode({k: v for k, v in data.items() if k not in _OWN_COLUMNS}),
         written_at,
     )
+
+
+_OWN_COLUMNS = frozenset(("attempts", "events", "input"))  # not repeated in ``data``
 
 
 def _attempt_step(attempt: Mapping[str, Any]) -> Row:
@@ -245,16 +251,19 @@ def build_rows(traces: Iterable[Mapping[str, Any]], dialect: Dialect) -> TraceRo
 
 def insert_new(connection: Connection, rows: TraceRows) -> int:
     """Insert the traces whose id is not stored yet, in the connection's transaction; returns
-    how many. ``COPY`` on PostgreSQL, one ``executemany`` per table elsewhere."""
+    how many. ``COPY`` on PostgreSQL, one ``executemany`` per table elsewhere.
+
+    A trace stored again (a crash journal replayed twice) is skipped, never duplicated, and
+    never fails the batch, even when another writer stores it meanwhile: inserts say ``ON
+    CONFLICT DO NOTHING``, and a ``COPY`` that meets such a trace is rolled back to a savepoint
+    and the batch inserted that way (the count then includes it)."""
     known = _known_ids(connection, list(rows.by_id))
     fresh = [pair for trace_id, pair in rows.by_id.items() if trace_id not in known]
     if not fresh:
         return 0
     traces = [row for row, _ in fresh]
     steps = [step for _, steps in fresh for step in steps]
-    if connection.dialect.name == "postgresql":
-        _copy(connection, "traces", TRACE_COLUMNS, traces)
-        _copy(connection, "trace_steps", STEP_COLUMNS, steps)
+    if connection.dialect.name == "postgresql" and _copied(connection, traces, steps):
         return len(fresh)
     mark = _PLACEHOLDERS.get(connection.dialect.paramstyle)
     if mark is None:
@@ -305,7 +314,22 @@ def _names(connection: Connection, columns: tuple[str, ...]) -> str:
 
 def _insert_sql(connection: Connection, table: str, columns: tuple[str, ...], mark: str) -> str:
     marks = ", ".join([mark] * len(columns))
-    return f"INSERT INTO {table} ({_names(connection, columns)}) VALUES ({marks})"
+    names = _names(connection, columns)
+    return f"INSERT INTO {table} ({names}) VALUES ({marks}) ON CONFLICT DO NOTHING"
+
+
+def _copied(connection: Connection, traces: list[Row], steps: list[Row]) -> bool:
+    """``COPY`` both tables in a savepoint; ``False`` (rolled back) when one of the traces was
+    stored by another writer after :func:`_known_ids` looked."""
+    from psycopg.errors import UniqueViolation
+
+    try:
+        with connection.begin_nested():
+            _copy(connection, "traces", TRACE_COLUMNS, traces)
+            _copy(connection, "trace_steps", STEP_COLUMNS, steps)
+    except UniqueViolation:
+        return False
+    return True
 
 
 def _copy(connection: Connection, table: str, columns: tuple[str, ...], rows: list[Row]) -> None:

@@ -84,7 +84,9 @@ class Base(DeclarativeBase):
 
 
 class TraceRow(Base):
-    """One call: the columns the filters use, plus the full trace as JSON (``data``).
+    """One call: the columns the filters use, what it was asked (``input``: messages and
+    variables, kept out of ``data`` so listing never reads them), plus the rest of the trace as
+    JSON (``data``).
 
     ``pk`` is an insertion-ordered integer: the cursor ``tether traces tail`` follows.
     """
@@ -113,6 +115,7 @@ class TraceRow(Base):
     output_tokens: Mapped[int] = mapped_column(Integer)
     cost_usd: Mapped[float] = mapped_column(Float)
     output: Mapped[str | None] = mapped_column(Text)
+    input: Mapped[dict[str, Any] | None] = mapped_column(json_type())  # what was asked
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", json_type())
     data: Mapped[dict[str, Any]] = mapped_column(json_type())
     written_at: Mapped[datetime] = mapped_column(UtcDateTime())

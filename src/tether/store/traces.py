@@ -1,7 +1,8 @@
 """Durable traces: write batches, search with filters, show one, follow new ones.
 
-A trace is stored as one ``traces`` row (the columns filters use, plus the trace's JSON without
-its attempts and events) and one ``trace_steps`` row per attempt and per event, in time order.
+A trace is stored as one ``traces`` row (the columns filters use, what it was asked in
+``input``, plus the trace's JSON without its attempts, events and input) and one
+``trace_steps`` row per attempt and per event, in time order.
 :meth:`TraceStore.get` reassembles the ``Trace.to_dict()`` shape and adds ``steps``.
 
 All methods are synchronous and short; async callers run them in a thread. Writes come from
@@ -26,7 +27,7 @@ from tether.store.schema import StepRow, TraceRow
 TraceDict = dict[str, Any]
 TraceDicts = list[TraceDict]
 
-_SINCE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$", re.IGNORECASE)
+_SINCE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$", re.IGNORECASE | re.ASCII)
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _ID_PREFIX = re.compile(r"^[0-9A-Za-z_-]{4,64}$")
 
@@ -34,20 +35,23 @@ _ID_PREFIX = re.compile(r"^[0-9A-Za-z_-]{4,64}$")
 def parse_since(text: str, now: datetime | None = None) -> datetime:
     """``"10m"``, ``"2h"``, ``"1d"``, ``"1w"``, ``"30s"`` ago, or an ISO 8601 time.
 
-    A naive ISO time is read as local time. Raises ``ValueError`` with an example otherwise.
+    A naive ISO time is read as local time. Raises ``ValueError`` naming the accepted forms
+    otherwise, also for a duration or a time too far back for a date (``99999999999w``).
     """
+    forms = "use a duration like 10m, 2h, 1d, 1w or an ISO time like 2024-05-01T12:00:00Z"
     match = _SINCE.match(text)
-    if match:
-        seconds = float(match.group(1)) * _UNITS[match.group(2).lower()]
-        return (now or datetime.now(UTC)) - timedelta(seconds=seconds)
     try:
-        moment = datetime.fromisoformat(text.strip())
+        moment = None if match else datetime.fromisoformat(text.strip())
     except ValueError:
-        raise ValueError(
-            f"--since {text!r}: use a duration like 10m, 2h, 1d, 1w or an ISO time like "
-            "2024-05-01T12:00:00Z"
-        ) from None
-    return moment.astimezone() if moment.tzinfo is None else moment
+        raise ValueError(f"{text[:80]!r} is not a time; {forms}") from None
+    try:
+        if moment is None:
+            assert match is not None
+            seconds = float(match.group(1)) * _UNITS[match.group(2).lower()]
+            return (now or datetime.now(UTC)) - timedelta(seconds=seconds)
+        return moment.astimezone() if moment.tzinfo is None else moment
+    except (OverflowError, ValueError):
+        raise ValueError(f"{text[:80]!r} is too far back; {forms}") from None
 
 
 def _int(value: Any) -> int:
@@ -146,7 +150,7 @@ class TraceStore:
         """Trace summaries (no steps), newest first."""
         query = (
             select(TraceRow)
-            .options(defer(TraceRow.data))
+            .options(defer(TraceRow.data), defer(TraceRow.input))
             .where(*_filters(feature, variant, degraded, since, user, status))
             .order_by(TraceRow.started_at.desc(), TraceRow.pk.desc())
             .limit(limit)
@@ -173,7 +177,8 @@ class TraceStore:
         cursor than one already shown; tail is a live view, use ``list --since`` for audits.
         """
         clauses = _filters(feature, variant, degraded, since, user, status)
-        query = select(TraceRow).options(defer(TraceRow.data)).where(*clauses)
+        query = select(TraceRow).options(defer(TraceRow.data), defer(TraceRow.input))
+        query = query.where(*clauses)
         if after is None:
             query = query.order_by(TraceRow.pk.desc()).limit(limit)
             with Session(self._engine) as session:
@@ -199,6 +204,7 @@ class TraceStore:
                 select(StepRow).where(StepRow.trace_id == row.id).order_by(StepRow.seq)
             ).all()
             trace: TraceDict = dict(row.data)
+            trace["input"] = row.input  # None for a trace stored before it was kept
             trace["attempts"] = sorted(
                 (s.data for s in steps if s.kind == "attempt"), key=lambda a: _int(a.get("number"))
             )

@@ -21,6 +21,12 @@
   ``stats.failed`` and logged at ERROR with its id.
 * **Graceful shutdown flushes.** ``aclose()`` writes everything submitted before it returns,
   then stops the writer process.
+* **A crash loses nothing acknowledged.** With a :class:`~tether.store.journal.Journal`
+  (``Store.writer()`` gives one unless ``store.journal: off``), ``write`` appends the trace to
+  the journal (one ``os.write``) before it returns, so before the response that carries the
+  trace id leaves; ``start()`` first stores what a crashed process left in the journal. A
+  journal file is deleted once every trace in it is stored; a trace that could not be stored
+  stays in it for the next start.
 """
 
 from __future__ import annotations
@@ -34,10 +40,12 @@ from types import TracebackType
 from typing import Any, Literal, Protocol
 
 from tether.store.config import StoreConfig
+from tether.store.journal import NO_SEGMENT, Journal
 from tether.store.process import WriterProcess
 from tether.telemetry.trace import Trace
 
 TraceDict = dict[str, Any]
+_Item = tuple[int, TraceDict]  # (journal segment, trace)
 
 
 class BatchStore(Protocol):
@@ -84,7 +92,8 @@ class _InThread:
 
 @dataclass(slots=True)
 class WriterStats:
-    """Counters for metrics. ``written + duplicates + failed`` traces have left the queue."""
+    """Counters for metrics. ``written + duplicates + failed`` traces have left the queue (or
+    came from the journal at start-up: ``replayed``)."""
 
     submitted: int = 0
     written: int = 0
@@ -95,13 +104,16 @@ class WriterStats:
     batches: int = 0
     retries: int = 0
     depth: int = 0
+    replayed: int = 0
+    journal_errors: int = 0
 
 
 class TraceWriter:
     """A :class:`~tether.telemetry.sink.TraceSink` storing traces in batches off the request path.
 
     ``store`` is a :class:`~tether.store.process.WriterProcess` (batches are written in a child
-    process) or any :class:`BatchStore` (``write_many`` runs in a worker thread). Use
+    process) or any :class:`BatchStore` (``write_many`` runs in a worker thread). ``journal``
+    (not yet open; the writer opens and closes it) keeps acknowledged traces across a crash. Use
     ``async with TraceWriter(store) as writer:`` or ``await start()`` … ``await aclose()``.
     """
 
@@ -116,11 +128,14 @@ class TraceWriter:
         retry_backoff_s: float = 0.2,
         warn_every_s: float = 5.0,
         logger: logging.Logger | None = None,
+        journal: Journal | None = None,
     ) -> None:
         if queue_size < 1 or batch_size < 1 or write_attempts < 1:
             raise ValueError("queue_size, batch_size and write_attempts must be at least 1")
         self._batches: _Batches = store if isinstance(store, WriterProcess) else _InThread(store)
-        self._queue: asyncio.Queue[TraceDict | None] = asyncio.Queue(maxsize=queue_size)
+        self._journal = journal
+        self._sync_each = journal is not None and journal.fsync == "always"
+        self._queue: asyncio.Queue[_Item | None] = asyncio.Queue(maxsize=queue_size)
         self._batch_size = batch_size
         self._interval = flush_interval_s
         self._attempts = write_attempts
@@ -133,15 +148,22 @@ class TraceWriter:
         self._closing = False
         self._last_warning = float("-inf")
         self._unwarned = 0
+        self._last_journal_error = float("-inf")
 
     @classmethod
-    def from_config(cls, store: BatchStore | WriterProcess, config: StoreConfig) -> TraceWriter:
+    def from_config(
+        cls,
+        store: BatchStore | WriterProcess,
+        config: StoreConfig,
+        journal: Journal | None = None,
+    ) -> TraceWriter:
         return cls(
             store,
             queue_size=config.queue_size,
             batch_size=config.batch_size,
             flush_interval_s=config.flush_interval_s,
             write_attempts=config.write_attempts,
+            journal=journal,
         )
 
     # ------------------------------------------------------------------ metrics
@@ -166,6 +188,10 @@ class TraceWriter:
         return self._batches.pid
 
     @property
+    def journal(self) -> Journal | None:
+        return self._journal
+
+    @property
     def stats(self) -> WriterStats:
         """A snapshot of the counters (``depth`` included)."""
         return dataclasses.replace(self._stats, depth=self.depth)
@@ -173,15 +199,29 @@ class TraceWriter:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        """Start the writer process (if any: about half a second) and the background task."""
+        """Start the writer process (if any: about half a second), store what crashed
+        processes left in the journal, then start the background task."""
         if self._closing:
             raise RuntimeError("this TraceWriter was closed; create a new one")
         if self._task is None:
-            await self._batches.start()
+            try:
+                await self._prepare()
+            except BaseException:
+                if self._journal is not None:
+                    self._journal.close()  # its lock: a later start takes its files over
+                raise
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(
                 self._run(), name="tether-trace-writer"
             )
+
+    async def _prepare(self) -> None:
+        if self._journal is not None:
+            await asyncio.to_thread(self._journal.open)
+        await self._batches.start()
+        if self._journal is not None:
+            await self._replay(self._journal)
+            await self._journal.start()
 
     async def aclose(self) -> None:
         """Stop taking traces, write every trace already submitted, stop the writer process."""
@@ -200,7 +240,11 @@ class TraceWriter:
                 await self._queue.put(None)  # after every trace already queued
                 await self._task
         finally:
-            await self._batches.aclose()
+            try:
+                await self._batches.aclose()
+            finally:
+                if self._journal is not None:
+                    await self._journal.aclose()
 
     async def __aenter__(self) -> TraceWriter:
         await self.start()
@@ -217,19 +261,58 @@ class TraceWriter:
     # ------------------------------------------------------------------ the sink
 
     async def write(self, trace: Trace) -> None:
-        """Queue ``trace`` for storage; waits only while the queue is full (back-pressure)."""
+        """Append ``trace`` to the journal (if any), queue it for storage; waits only while the
+        queue is full (back-pressure) and, with ``fsync: always``, until the journal is on
+        disk. With a journal, once it returns the trace survives a crash of this process."""
         self._check_running()
-        item = trace.to_dict()
+        data = trace.to_dict()
+        item = (self._append(data), data)
         self._stats.submitted += 1
-        if not self._queue.full():
+        if self._queue.full():
+            self._stats.queue_full += 1
+            self._warn_full()
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            await self._queue.put(item)
+            self._stats.wait_s += loop.time() - started
+        else:
             self._queue.put_nowait(item)
+        if self._sync_each and item[0] != NO_SEGMENT:
+            await self._sync()
+
+    def _append(self, data: TraceDict) -> int:
+        """The trace's journal segment, or ``NO_SEGMENT`` (no journal, or it failed: logged;
+        the trace is still stored unless this process crashes first)."""
+        if self._journal is None:
+            return NO_SEGMENT
+        try:
+            return self._journal.append(data)
+        except (OSError, TypeError, ValueError) as exc:
+            self._journal_failed(data, exc)
+            return NO_SEGMENT
+
+    async def _sync(self) -> None:
+        assert self._journal is not None
+        try:
+            await self._journal.sync()
+        except OSError as exc:
+            self._journal_failed(None, exc)
+
+    def _journal_failed(self, data: TraceDict | None, exc: Exception) -> None:
+        self._stats.journal_errors += 1
+        now = asyncio.get_running_loop().time()
+        if now - self._last_journal_error < self._warn_every:
             return
-        self._stats.queue_full += 1
-        self._warn_full()
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        await self._queue.put(item)
-        self._stats.wait_s += loop.time() - started
+        self._last_journal_error = now
+        self._log.error(
+            "the trace journal failed (%s: %s; %d failures so far)%s: a crash now would lose "
+            "acknowledged traces. Free disk space or fix %s, or set store.journal: off.",
+            type(exc).__name__,
+            exc,
+            self._stats.journal_errors,
+            "" if data is None else f" for trace {data.get('id')}",
+            self._journal.directory if self._journal is not None else "the journal folder",
+        )
 
     async def submit(self, trace: Trace) -> None:
         """Same as :meth:`write` (the name the gateway issue uses)."""
@@ -284,7 +367,7 @@ class TraceWriter:
             task.add_done_callback(done)
         await asyncio.gather(*flushing)
 
-    async def _collect(self) -> tuple[list[TraceDict], bool]:
+    async def _collect(self) -> tuple[list[_Item], bool]:
         """The next batch: up to ``batch_size`` traces or whatever came within the interval."""
         first = await self._queue.get()
         if first is None:
@@ -309,7 +392,7 @@ class TraceWriter:
     async def _drain(self) -> None:
         """Write what is queued without the background task (never started, or it died)."""
         while not self._queue.empty():
-            batch: list[TraceDict] = []
+            batch: list[_Item] = []
             while not self._queue.empty() and len(batch) < self._batch_size:
                 item = self._queue.get_nowait()
                 if item is not None:
@@ -317,7 +400,17 @@ class TraceWriter:
             if batch:
                 await self._flush(batch)
 
-    async def _flush(self, batch: list[TraceDict]) -> None:
+    async def _flush(self, batch: list[_Item]) -> None:
+        """Store ``batch``, then tell the journal which of its traces are stored."""
+        lost = await self._store([data for _, data in batch])
+        if self._journal is not None:
+            self._journal.settle(
+                (segment for segment, _ in batch), (batch[index][0] for index in lost)
+            )
+
+    async def _store(self, batch: list[TraceDict]) -> list[int]:
+        """Write ``batch`` (retried, then one by one); returns the positions of the traces
+        that could not be stored (counted and logged)."""
         log = self._log
         for attempt in range(1, self._attempts + 1):
             try:
@@ -339,23 +432,59 @@ class TraceWriter:
                 await asyncio.sleep(self._backoff * 2 ** (attempt - 1))
             else:
                 self._count(len(batch), written)
-                return
-        await self._write_one_by_one(batch)
+                return []
+        return await self._write_one_by_one(batch)
 
-    async def _write_one_by_one(self, batch: list[TraceDict]) -> None:
+    async def _write_one_by_one(self, batch: list[TraceDict]) -> list[int]:
         log = self._log
-        for item in batch:
+        fate = (
+            "and is lost"
+            if self._journal is None
+            else "(it stays in the trace journal: the next start tries again)"
+        )
+        lost: list[int] = []
+        for index, item in enumerate(batch):
             try:
                 written = await self._batches.write_many([item])
             except Exception:  # counted and logged with the trace id: never a silent drop
                 self._stats.failed += 1
+                lost.append(index)
                 log.exception(
-                    "trace %s (feature %s) could not be stored and is lost",
+                    "trace %s (feature %s) could not be stored %s",
                     item.get("id"),
                     item.get("feature"),
+                    fate,
                 )
             else:
                 self._count(1, written)
+        return lost
+
+    async def _replay(self, journal: Journal) -> None:
+        """Store what crashed processes left in the journal (idempotent: by trace id)."""
+        replayed = stored = 0
+        for leftover in await asyncio.to_thread(journal.leftovers):
+            try:
+                for path in leftover.segments:
+                    traces = await asyncio.to_thread(leftover.read, path)
+                    before = self._stats.written
+                    lost = 0
+                    for start in range(0, len(traces), self._batch_size):
+                        lost += len(await self._store(traces[start : start + self._batch_size]))
+                    replayed += len(traces)
+                    stored += self._stats.written - before
+                    if not lost:  # else it stays for the next start (each loss is logged)
+                        await asyncio.to_thread(leftover.discard, path)
+            finally:
+                leftover.release()
+        self._stats.replayed += replayed
+        if replayed:
+            self._log.warning(
+                "the trace journal %s held %d traces of a tether process that stopped without "
+                "storing them all (a crash?): %d were not stored yet and are stored now",
+                journal.directory,
+                replayed,
+                stored,
+            )
 
     def _count(self, size: int, written: int) -> None:
         self._stats.batches += 1

@@ -18,6 +18,8 @@ tether_gateway_overhead_seconds     histogram  (none): call time not spent upstr
 tether_breaker_state                gauge      upstream: 0 closed, 1 half-open, 2 open
 tether_trace_queue_depth            gauge      traces waiting for the trace writer
 tether_trace_queue_full_total       counter    times a request waited for room in the queue
+tether_client_disconnects_total     counter    (none): clients that went away before their
+                                               request body was read (the gateway)
 ==================================  =========  =============================================
 
 Everything lives in the instance's own ``CollectorRegistry`` (never the process default), so
@@ -192,6 +194,11 @@ class PrometheusMetrics:
             registry=r,
         )
         self.retries = Counter("tether_retries", "Retries of an upstream.", ["model"], registry=r)
+        self.client_disconnects = Counter(
+            "tether_client_disconnects",
+            "Clients that closed the connection before their request body was read.",
+            registry=r,
+        )
         self.overhead = Histogram(
             "tether_gateway_overhead_seconds",
             "Call time spent in tether itself: latency minus upstream attempts and designed "

@@ -71,6 +71,7 @@ class Trace:
     status: Literal["ok", "degraded", "error", "running"] = "running"
     degraded: bool = False
     reason: str | None = None
+    input: dict[str, Any] | None = None  # what was asked, as the feature's trace.capture keeps it
     output: str | None = None
     model: str | None = None
     usage: Usage = field(default_factory=Usage)
@@ -116,6 +117,7 @@ class Trace:
             "status": self.status,
             "degraded": self.degraded,
             "reason": self.reason,
+            "input": _snapshot(self.input),
             "output": self.output,
             "model": self.model,
             "usage": self.usage.as_dict(),

@@ -1,0 +1,44 @@
+"""`tether serve` reads the same ``TETHER_*`` settings as `tether keys` and `tether traces`."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import httpx
+
+from .gateway_server import GatewayProcess, tether_cli
+
+CONFIG = """\
+providers:
+  up: {kind: scripted, replies: [{text: "hello from the gateway"}]}
+features:
+  greet:
+    model: up:m
+    on_failure: {respond: "later"}
+"""
+
+
+def test_a_key_made_under_tether_store_url_works_in_serve(tmp_path: Path) -> None:
+    config = tmp_path / "tether.yaml"
+    config.write_text(CONFIG, encoding="utf-8")
+    env = {"TETHER_STORE_URL": f"sqlite:///{tmp_path / 'shared.db'}"}
+    # The config's own store (tether.db) has a key too, so it is not in local mode: a gateway
+    # reading it instead of $TETHER_STORE_URL refuses the key below with 401.
+    other = tether_cli("keys", "create", "-c", str(config), "-s", "greet")
+    assert other.returncode == 0, other.stderr
+    made = tether_cli("keys", "create", "-c", str(config), "-s", "greet", env={**os.environ, **env})
+    assert made.returncode == 0, made.stderr
+    key = made.stdout.strip()
+    with GatewayProcess(config, env=env) as gateway:
+        reply = httpx.post(
+            f"{gateway.base_url}/chat/completions",
+            headers={"authorization": f"Bearer {key}"},
+            json={"model": "greet", "messages": [{"role": "user", "content": "hi"}]},
+            timeout=30,
+        )
+        assert reply.status_code == 200, reply.text
+        trace_id = reply.headers["x-tether-trace-id"]
+    listed = tether_cli("traces", "list", "-c", str(config), "--json", env={**os.environ, **env})
+    assert trace_id in [t["id"] for t in json.loads(listed.stdout)]  # stored there too
