@@ -246,13 +246,20 @@ def test_finite_numbers_and_look_alikes_still_pass(
     assert sent is not None and sent.json()["messages"][1]["content"] == text
 
 
-def test_an_unexpected_error_answers_with_the_stored_traces_id(gateway: ThreadGateway) -> None:
+def test_a_provider_bug_takes_the_failure_path_under_the_stored_traces_id(
+    gateway: ThreadGateway,
+) -> None:
+    """A model that raises a non-tether exception fails its attempt (reason provider_bug) and
+    the feature's failure path answers: never a 500."""
     for stream in (False, True):
         response = gateway.chat({"model": "broken", "messages": HI, "stream": stream})
-        assert response.status_code == 500
-        trace_id = response.headers["x-tether-trace-id"]
-        assert trace_id in response.json()["error"]["message"]
-        assert gateway.stored(trace_id)["status"] == "error"
+        assert response.status_code == 200, response.text
+        assert response.headers["x-tether-degraded"] == "provider_bug"
+        assert "broken is unavailable" in response.text
+        stored = gateway.stored(response.headers["x-tether-trace-id"])
+        assert stored["status"] == "degraded" and stored["reason"] == "provider_bug"
+        assert stored["attempts"][0]["error_class"] == "UpstreamError"
+        assert "RuntimeError: a bug in a provider" in stored["attempts"][0]["error"]
 
 
 @pytest.mark.parametrize("feature", ["chat", "claude"])

@@ -80,6 +80,26 @@ async def test_failure_path_to_another_feature_is_degraded() -> None:
     assert event.data["via"] == "feature" and event.data["feature"] == "backup"
 
 
+async def test_a_provider_bug_is_a_failed_attempt_not_an_exception(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def bug(request: object) -> str:
+        raise KeyError("choices")
+
+    tether = make(ScriptedProvider(bug, name="up"))
+    result = await tether.run("answer", {"message": "x", "topic": "y"})
+    assert result.output == "spare answer" and result.reason == "provider_bug"
+    assert result.trace is not None
+    assert result.trace.attempts[0].error_class == "UpstreamError"
+    assert "KeyError" in (result.trace.attempts[0].error or "")
+    with pytest.raises(FeatureFailed) as info:
+        await tether.run("strict")
+    assert info.value.reason == "provider_bug"
+    chunks = [c async for c in tether.stream("answer", {"message": "x", "topic": "y"})]
+    assert chunks[-1].result is not None and chunks[-1].result.reason == "provider_bug"
+    assert "up:big raised KeyError" in caplog.text
+
+
 async def test_failure_path_chains_to_static_response() -> None:
     up = ScriptedProvider([Fail(UpstreamError("down"))], name="up")
     spare = ScriptedProvider([Fail(UpstreamError("also down"))], name="spare")

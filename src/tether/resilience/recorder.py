@@ -1,15 +1,39 @@
-"""Records every attempt on the call's trace: upstream, status, error, timings, usage, cost."""
+"""Records every attempt on the call's trace: upstream, status, error, timings, usage, cost.
+
+A model that raises something other than a :class:`~tether.errors.TetherError` (a bug in a
+provider or in a user's wrapper) fails its attempt like a broken upstream: the exception is
+logged with its traceback and becomes an :class:`~tether.errors.UpstreamError` with reason
+``provider_bug``, so the breaker counts it, the chain falls back and the feature's failure path
+answers, instead of the caller getting a 500.
+"""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from tether.errors import ProviderError
+from tether.errors import ProviderError, TetherError, UpstreamError
 from tether.providers.base import CallContext, Model, split_name
 from tether.resilience.streams import close_quietly
 from tether.telemetry.trace import Attempt
 from tether.types import ModelChunk, ModelRequest, ModelResponse
+
+log = logging.getLogger("tether.providers")
+
+
+def _bug(upstream: str, error: Exception) -> UpstreamError:
+    """A model's own exception, as the failed attempt it is (logged once, with its traceback)."""
+    log.error("%s raised %s", upstream, type(error).__name__, exc_info=error)
+    provider, model = split_name(upstream)
+    return UpstreamError(
+        f"{upstream} raised {type(error).__name__}: {error} (a bug in the provider or a "
+        "wrapper; the traceback is in tether's log)",
+        provider=provider,
+        model=model,
+        retryable=False,
+        reason="provider_bug",
+    )
 
 
 def _fail(attempt: Attempt, error: BaseException, end_ms: float) -> None:
@@ -39,13 +63,24 @@ class Recorded:
         attempt.chain_position = ctx.chain_position
         return attempt
 
+    def _failed(self, attempt: Attempt, exc: BaseException, ctx: CallContext) -> BaseException:
+        """The attempt marked failed; returns what to raise (a model's own bug as UpstreamError,
+        anything else as it is)."""
+        error = exc
+        if isinstance(exc, Exception) and not isinstance(exc, TetherError):
+            error = _bug(self.name, exc)
+        _fail(attempt, error, ctx.trace.now_ms())
+        return error
+
     async def complete(self, request: ModelRequest, ctx: CallContext) -> ModelResponse:
         attempt = self._start(ctx, streamed=False)
         try:
             response = await self.inner.complete(request, ctx)
         except BaseException as exc:
-            _fail(attempt, exc, ctx.trace.now_ms())
-            raise
+            error = self._failed(attempt, exc, ctx)
+            if error is exc:
+                raise
+            raise error from exc
         attempt.end_ms = ctx.trace.now_ms()
         attempt.usage = response.usage
         attempt.cost_usd = response.cost_usd
@@ -70,8 +105,10 @@ class Recorded:
             attempt.end_ms = ctx.trace.now_ms()
             raise
         except BaseException as exc:
-            _fail(attempt, exc, ctx.trace.now_ms())
-            raise
+            error = self._failed(attempt, exc, ctx)
+            if error is exc:
+                raise
+            raise error from exc
         finally:
             await close_quietly(source)
         attempt.end_ms = ctx.trace.now_ms()
