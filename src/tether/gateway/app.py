@@ -196,26 +196,19 @@ class Routes:
         )
 
     def _start_chat(self, chat: wire.ChatRequest, feature: str) -> Call:
-        """The call for a chat request: the caller's conversation, the fields that pass
-        through (those dropped named on the trace), and at most the feature's ``max_tokens``
-        (a caller's larger value is capped, and the trace says so)."""
+        """The call for a chat request: the caller's conversation and the fields that pass
+        through (those dropped named on the trace). The pipeline caps ``max_tokens`` at the
+        feature's."""
         extra, dropped = wire.passed_extra(chat)
         variables: dict[str, Any] = {"message": wire.last_user_text(chat)}
         variables.update(wire.template_variables(chat))
         pipeline = self.rt.tether.pipeline
         request = wire.to_model_request(chat, extra)
-        limit = pipeline.feature(feature).config.max_tokens
-        asked = request.max_tokens
-        capped = limit is not None and asked is not None and asked > limit
-        if capped:
-            request.max_tokens = limit
         call = pipeline.start(
             feature, variables, request=request, user=chat.user, metadata=chat.metadata
         )
         if dropped:
             call.trace.event("fields_dropped", fields=dropped)
-        if capped:
-            call.trace.event("max_tokens_capped", asked=asked, limit=limit)
         return call
 
     async def _stream(

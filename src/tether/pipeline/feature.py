@@ -68,12 +68,14 @@ class CompiledFeature:
 
     def adopt(self, request: ModelRequest, variables: Mapping[str, Any]) -> ModelRequest:
         """A caller's own conversation (the gateway's chat completions): the feature's system
-        prompt goes first, and the feature's defaults fill what the caller left unset."""
+        prompt goes first, the feature's defaults fill what the caller left unset, and the
+        feature's ``max_tokens`` is a limit a caller cannot raise."""
         system = self._render(self._system, variables) if self._system is not None else None
         if system:  # as in build_request: an empty system prompt is no message
             request.messages = [Message("system", system), *request.messages]
-        if request.max_tokens is None:
-            request.max_tokens = self.config.max_tokens
+        limit = self.config.max_tokens
+        if request.max_tokens is None or (limit is not None and request.max_tokens > limit):
+            request.max_tokens = limit
         if request.temperature is None:
             request.temperature = self.config.temperature
         return request

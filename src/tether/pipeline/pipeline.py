@@ -89,10 +89,12 @@ class Pipeline:
         variables = variables or {}
         trace = Trace(feature=feature, user=user, metadata=dict(metadata or {}))
         # rollout: variant selection plugs in here (trace.variant)
-        if request is not None:
-            built = compiled.adopt(request, variables)
-        else:
-            built = compiled.build_request(variables)
+        if request is None:
+            return Call(compiled, trace, compiled.build_request(variables), variables)
+        asked = request.max_tokens
+        built = compiled.adopt(request, variables)
+        if asked is not None and built.max_tokens != asked:
+            trace.event("max_tokens_capped", asked=asked, limit=built.max_tokens)
         return Call(compiled, trace, built, variables)
 
     # ------------------------------------------------------------------ one-shot
