@@ -6,9 +6,11 @@ so install it first: ``apt-get install wrk``. tether is called with a scoped API
 production. Prints p50/p99 added latency and the RPS ratio.
 Targets: p99 added <= 5 ms at concurrency 16.
 
-A second tether with ``store.journal: off`` (the crash journal, which appends every trace to a
-local file before the response leaves) runs as target ``jrnl-off``, so journal on (``tether``)
-and off are measured side by side; the summary prints both and the on/off RPS ratio.
+Two tethers run side by side: ``default`` (the default provider transport, aiohttp) and
+``lean`` (``providers.mock.transport: lean``, tether's own HTTP/1.1 client); the last lines
+print p99 added at concurrency 16 and RPS over direct at 64 for each. With ``--journal-off``, a
+third tether (default transport, ``store.journal: off``: no crash journal appending every trace
+to a local file before the response leaves) runs as ``jrnl-off``, with the on/off RPS ratio.
 
 With ``--litellm PATH`` (the ``litellm`` executable of a separate virtualenv holding
 ``litellm[proxy]``), LiteLLM's proxy is pointed at the same mock with 2 workers and measured in
@@ -18,7 +20,7 @@ Each level runs ``--rounds`` times with the targets alternating inside a round, 
 noisy machine hits all of them alike; the medians are printed, and the p99 added in each round.
 
     python bench/gateway_overhead.py [--latency-ms 20] [--seconds 5] [--rounds 3] [--workers 1]
-                                     [--concurrency 1 4 16 64] [--litellm PATH]
+                                     [--concurrency 1 4 16 64] [--journal-off] [--litellm PATH]
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ import httpx
 from tether.testing.upstream import FaultyUpstream
 
 CONCURRENCY = (1, 4, 16, 64)
+#: The tethers compared, one per provider transport (``providers.NAME.transport``).
+TRANSPORTS = ("default", "lean")
 LUA = """\
 wrk.method = "POST"
 wrk.body = '{"model":"%s","messages":[{"role":"user","content":"Say hi"}]}'
@@ -135,14 +139,15 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 def start_tether(
-    upstream_url: str, workdir: Path, workers: int, journal: bool = True
+    upstream_url: str, workdir: Path, workers: int, transport: str, journal: bool = True
 ) -> tuple[subprocess.Popen[bytes], Target]:
-    workdir = workdir / ("journal-on" if journal else "journal-off")
+    workdir = workdir / f"{transport}-journal-{'on' if journal else 'off'}"
     workdir.mkdir()
     config = workdir / "tether.yaml"
     config.write_text(
         "providers:\n"
-        f"  mock: {{kind: openai, base_url: '{upstream_url}', api_key: mock}}\n"
+        f"  mock: {{kind: openai, base_url: '{upstream_url}', api_key: mock, "
+        f"transport: {transport}}}\n"
         "features:\n"
         "  bench:\n    model: mock:gpt-4o-mini\n    on_failure: {respond: unavailable}\n"
         f"store: {{url: 'sqlite:///{workdir}/traces.db', journal: {'on' if journal else 'off'}}}\n"
@@ -207,6 +212,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--litellm", help="path to the litellm executable (separate venv)")
     parser.add_argument(
+        "--journal-off", action="store_true", help="add a tether with store.journal: off"
+    )
+    parser.add_argument(
         "--concurrency", type=int, nargs="*", default=list(CONCURRENCY), help="levels to run"
     )
     args = parser.parse_args()
@@ -219,10 +227,16 @@ def main() -> None:
         workdir = Path(tmp)
         targets = {"direct": Target(f"{upstream.base_url}/chat/completions", "gpt-4o-mini")}
         procs = []
-        proc, targets["tether"] = start_tether(upstream.base_url, workdir, args.workers)
-        procs.append(proc)
-        proc, targets["jrnl-off"] = start_tether(upstream.base_url, workdir, args.workers, False)
-        procs.append(proc)
+        for transport in TRANSPORTS:
+            proc, targets[transport] = start_tether(
+                upstream.base_url, workdir, args.workers, transport
+            )
+            procs.append(proc)
+        if args.journal_off:
+            proc, targets["jrnl-off"] = start_tether(
+                upstream.base_url, workdir, args.workers, "default", journal=False
+            )
+            procs.append(proc)
         if args.litellm:
             proc, targets["litellm"] = start_litellm(args.litellm, upstream.base_url, workdir)
             procs.append(proc)
@@ -240,6 +254,7 @@ def report(targets: dict[str, Target], args: argparse.Namespace, workdir: Path) 
         f"tether workers {args.workers}, load from wrk"
     )
     print(f"{'conc':>4} {'target':>8} {'RPS':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6}")
+    levels: dict[int, list[dict[str, Run]]] = {}
     for concurrency in args.concurrency:
         for target in targets.values():
             wrk(target, concurrency, 1.0, workdir)  # warm up connections and caches
@@ -256,35 +271,52 @@ def report(targets: dict[str, Target], args: argparse.Namespace, workdir: Path) 
                 f"{sum(r.errors for r in runs):>6}"
             )
         print(summary(rounds))
+        levels[concurrency] = rounds
+    print(side_by_side(levels))
+
+
+def added(rounds: list[dict[str, Run]], name: str) -> tuple[float, float, list[float]]:
+    """Median p50 and p99 added by target ``name`` over direct, and the p99 added per round."""
+    per_round = [r[name].p99_ms - r["direct"].p99_ms for r in rounds]
+    p50 = median(r[name].p50_ms - r["direct"].p50_ms for r in rounds)
+    return p50, median(per_round), per_round
 
 
 def summary(rounds: list[dict[str, Run]]) -> str:
-    """tether's added latency and RPS ratios: per round (side by side), then the median."""
+    """Each tether's added latency and RPS ratio: per round (side by side), then the median."""
     failed = sum(r.errors for one in rounds for r in one.values())
-    added50 = [r["tether"].p50_ms - r["direct"].p50_ms for r in rounds]
-    added99 = [r["tether"].p99_ms - r["direct"].p99_ms for r in rounds]
-    line = (
-        f"     added by tether (journal on):  p50 {median(added50):+.2f} ms, "
-        f"p99 {median(added99):+.2f} ms "
-        f"(rounds: {', '.join(f'{x:+.2f}' for x in added99)}); "
-        f"RPS tether/direct {median(r['tether'].rps / r['direct'].rps for r in rounds):.2f}"
-    )
-    off50 = [r["jrnl-off"].p50_ms - r["direct"].p50_ms for r in rounds]
-    off99 = [r["jrnl-off"].p99_ms - r["direct"].p99_ms for r in rounds]
-    on_off = [r["tether"].rps / r["jrnl-off"].rps for r in rounds]
-    line += (
-        f"\n     added by tether (journal off): p50 {median(off50):+.2f} ms, "
-        f"p99 {median(off99):+.2f} ms "
-        f"(rounds: {', '.join(f'{x:+.2f}' for x in off99)}); "
-        f"RPS journal on/off {median(on_off):.2f} "
-        f"(rounds: {', '.join(f'{x:.2f}' for x in on_off)})"
-    )
+    lines = []
+    for name in (n for n in rounds[0] if n not in ("direct", "litellm")):
+        p50, p99, per_round = added(rounds, name)
+        lines.append(
+            f"     added by {name:<8}: p50 {p50:+.2f} ms, p99 {p99:+.2f} ms "
+            f"(rounds: {', '.join(f'{x:+.2f}' for x in per_round)}); "
+            f"RPS {name}/direct {median(r[name].rps / r['direct'].rps for r in rounds):.2f}"
+        )
+    if "jrnl-off" in rounds[0]:
+        on_off = [r["default"].rps / r["jrnl-off"].rps for r in rounds]
+        lines.append(
+            f"     RPS journal on/off {median(on_off):.2f} "
+            f"(rounds: {', '.join(f'{x:.2f}' for x in on_off)})"
+        )
     if "litellm" in rounds[0]:
-        ratio = median(r["tether"].rps / r["litellm"].rps for r in rounds)
-        line += f"; RPS tether/litellm {ratio:.2f}x"
+        ratio = median(r["default"].rps / r["litellm"].rps for r in rounds)
+        lines.append(f"     RPS tether/litellm {ratio:.2f}x")
     if failed:
-        line += f"\n     WARNING: {failed} failed requests: these numbers do not compare"
-    return line
+        lines.append(f"     WARNING: {failed} failed requests: these numbers do not compare")
+    return "\n".join(lines)
+
+
+def side_by_side(levels: dict[int, list[dict[str, Run]]]) -> str:
+    """The two transports on the headline numbers: p99 added at 16, RPS over direct at 64."""
+    lines = [f"{'transport':>9}  {'p99 added @16':>13}  {'RPS/direct @64':>14}"]
+    for name in TRANSPORTS:
+        p99 = f"{added(levels[16], name)[1]:+.2f} ms" if 16 in levels else "-"
+        rps = "-"
+        if 64 in levels:
+            rps = f"{median(r[name].rps / r['direct'].rps for r in levels[64]):.2f}x"
+        lines.append(f"{name:>9}  {p99:>13}  {rps:>14}")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -1,21 +1,23 @@
-"""Provider transport cost: ``OpenAIProvider(...).model("m").complete`` vs a bare aiohttp POST.
+"""Provider transport cost through the seam: ``OpenAIProvider(...).model("m").complete`` on
+each transport (``default``: aiohttp; ``lean``: tether's own HTTP/1.1 client) vs a bare aiohttp
+POST (and, with ``--httpx``, a bare httpx one).
 
-Both call the same ``FaultyUpstream(latency_ms=20)``, run in a child process so that only the
+All call the same ``FaultyUpstream(latency_ms=20)``, run in a child process so that only the
 client's work is counted, at concurrency 1, 16 and 64, alternately in rounds so machine noise
-hits both alike. The aiohttp side is a general-purpose client doing the least possible (one
-``ClientSession``, POST, read the body); the provider side is everything tether does for a call
-below the pipeline: build the request, its own HTTP/1.1 transport (``providers/_transport.py``),
-the timeout, JSON parsing, usage and cost. Prints requests per second, p50/p99 latency and CPU
-microseconds per call (process CPU time over calls); ``prov/aio`` < 1 means the provider costs
-less CPU than a bare aiohttp call.
+hits all alike. The bare clients do the least possible (one session, POST, read the body); the
+provider targets do everything tether does for a call below the pipeline: build the request,
+the transport, the timeout, JSON parsing, usage and cost. Prints, per target, requests per
+second, p99 latency, CPU microseconds per call (process CPU time over calls) and that CPU over
+the bare aiohttp call's (< 1: cheaper than a bare aiohttp call).
 
-    python bench/http_client.py [--calls-per-worker 40] [--rounds 3] [--uvloop]
+    python bench/http_client.py [--calls-per-worker 40] [--rounds 3] [--uvloop] [--httpx]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import statistics
 import subprocess
 import sys
@@ -30,10 +32,12 @@ from tether.config.models import OpenAIProviderConfig
 from tether.providers.base import CallContext
 from tether.providers.openai import OpenAIProvider
 from tether.providers.pricing import PriceTable
+from tether.providers.transport import TransportName
 from tether.telemetry.trace import Trace
 from tether.types import Message, ModelRequest
 
 CONCURRENCY = (1, 16, 64)
+TRANSPORTS: tuple[TransportName, ...] = ("default", "lean")
 LATENCY_MS = 20
 UPSTREAM = """
 import sys, time
@@ -83,55 +87,82 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def report(concurrency: int, aio: list[Sample], prov: list[Sample]) -> None:
-    def med(samples: list[Sample], what: Callable[[Sample], float]) -> float:
-        return statistics.median(what(s) for s in samples)
+def report(concurrency: int, names: list[str], samples: dict[str, list[Sample]]) -> None:
+    def med(name: str, what: Callable[[Sample], float]) -> float:
+        return statistics.median(what(s) for s in samples[name])
 
-    def pct(samples: list[Sample], q: float) -> float:
-        return percentile([x for s in samples for x in s.latencies], q) * 1e3
+    def p99(name: str) -> float:
+        return percentile([x for s in samples[name] for x in s.latencies], 0.99) * 1e3
 
-    aio_cpu, prov_cpu = med(aio, lambda s: s.cpu_us), med(prov, lambda s: s.cpu_us)
-    print(
-        f"{concurrency:>5} {med(aio, lambda s: s.rps):>8.0f} {med(prov, lambda s: s.rps):>8.0f}"
-        f" {pct(aio, 0.5):>7.1f} {pct(prov, 0.5):>7.1f} {pct(aio, 0.99):>7.1f}"
-        f" {pct(prov, 0.99):>7.1f} {aio_cpu:>7.0f} {prov_cpu:>7.0f} {prov_cpu / aio_cpu:>8.2f}"
-    )
+    base_cpu = med(names[0], lambda s: s.cpu_us)
+    cells = [
+        f"{med(n, lambda s: s.rps):>6.0f} {p99(n):>6.1f} {med(n, lambda s: s.cpu_us):>5.0f}"
+        f" {med(n, lambda s: s.cpu_us) / base_cpu:>5.2f}"
+        for n in names
+    ]
+    print(f"{concurrency:>5}  " + "  ".join(cells))
 
 
-async def compare(base_url: str, per_worker: int, rounds: int) -> None:
+async def compare(base_url: str, per_worker: int, rounds: int, with_httpx: bool) -> None:
     messages = [Message("system", "You are terse."), Message("user", "hello")]
     request = ModelRequest(messages)
     raw_body = {
         "model": "m",
         "messages": [{"role": m.role, "content": m.content} for m in messages],
     }
-    config = OpenAIProviderConfig(kind="openai", base_url=base_url, api_key=SecretStr("sk-x"))
-    provider = OpenAIProvider(config, "bench", PriceTable.load())
-    model = provider.model("m")
     ctx = CallContext(Trace("bench"))  # the pipeline's own cost is bench/sdk_overhead.py's
+    providers = {
+        name: OpenAIProvider(
+            OpenAIProviderConfig(
+                kind="openai", base_url=base_url, api_key=SecretStr("sk-x"), transport=name
+            ),
+            "bench",
+            PriceTable.load(),
+        )
+        for name in TRANSPORTS
+    }
+    limit = 100  # providers.NAME.max_connections' default
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=limit))
 
-    async def via_provider() -> object:
-        return await model.complete(request, ctx)
+    async def via_aiohttp() -> object:
+        async with session.post(base_url + "/chat/completions", json=raw_body) as response:
+            return await response.read()
 
-    connector = aiohttp.TCPConnector(limit=config.max_connections)
-    async with aiohttp.ClientSession(connector=connector) as session:
+    calls: dict[str, Callable[[], Awaitable[object]]] = {"aiohttp": via_aiohttp}
+    client = None
+    if with_httpx:
+        import httpx
 
-        async def via_aiohttp() -> object:
-            async with session.post(base_url + "/chat/completions", json=raw_body) as response:
-                return await response.read()
+        client = httpx.AsyncClient(limits=httpx.Limits(max_connections=limit))
 
-        print(f"upstream latency {LATENCY_MS} ms (child process); ideal RPS = 50 x concurrency")
-        print(f"median of {rounds} rounds, {per_worker} calls per worker per round")
-        print("conc.  aio RPS prov RPS aio p50 prv p50 aio p99 prv p99  aio us  prv us prov/aio")
+        async def via_httpx() -> object:
+            assert client is not None
+            response = await client.post(base_url + "/chat/completions", json=raw_body)
+            return response.content
+
+        calls["httpx"] = via_httpx
+    for name, provider in providers.items():
+        calls[name] = functools.partial(provider.model("m").complete, request, ctx)
+    names = list(calls)
+    print(f"upstream latency {LATENCY_MS} ms (child process); ideal RPS = 50 x concurrency")
+    print(f"median of {rounds} rounds, {per_worker} calls per worker per round")
+    print("per target: RPS, p99 ms, CPU us per call, CPU / bare aiohttp's")
+    print("conc.  " + "  ".join(f"{n:^25}" for n in names))
+    try:
         for concurrency in CONCURRENCY:
-            await timed(via_aiohttp, concurrency, 3)  # warm up: open the connections
-            await timed(via_provider, concurrency, 3)
-            aio, prov = [], []
+            for call in calls.values():
+                await timed(call, concurrency, 3)  # warm up: open the connections
+            samples: dict[str, list[Sample]] = {n: [] for n in names}
             for _ in range(rounds):
-                aio.append(await timed(via_aiohttp, concurrency, per_worker))
-                prov.append(await timed(via_provider, concurrency, per_worker))
-            report(concurrency, aio, prov)
-    await provider.aclose()
+                for target, call in calls.items():
+                    samples[target].append(await timed(call, concurrency, per_worker))
+            report(concurrency, names, samples)
+    finally:
+        await session.close()
+        if client is not None:
+            await client.aclose()
+        for provider in providers.values():
+            await provider.aclose()
 
 
 def main() -> None:
@@ -141,6 +172,7 @@ def main() -> None:
     parser.add_argument("--calls-per-worker", type=int, default=40)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--uvloop", action="store_true", help="run the client on uvloop")
+    parser.add_argument("--httpx", action="store_true", help="add a bare httpx client")
     args = parser.parse_args()
     upstream = subprocess.Popen(
         [sys.executable, "-c", UPSTREAM, str(LATENCY_MS)],
@@ -150,7 +182,8 @@ def main() -> None:
     )
     assert upstream.stdout is not None and upstream.stdin is not None
     try:
-        work = compare(upstream.stdout.readline().strip(), args.calls_per_worker, args.rounds)
+        base_url = upstream.stdout.readline().strip()
+        work = compare(base_url, args.calls_per_worker, args.rounds, args.httpx)
         if args.uvloop:
             import uvloop
 

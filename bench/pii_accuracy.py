@@ -22,8 +22,8 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
+from tether.config.guards import PII_TYPES
 from tether.guards.builtin.pii import PiiDetector
-from tether.guards.config import PII_TYPES
 
 DEFAULT = Path(__file__).resolve().parents[1] / "examples" / "data" / "pii_sample.json"
 

@@ -20,7 +20,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-from tether.guards.config import PII_TYPES
+from tether.config.guards import PII_TYPES
 
 OUT = Path(__file__).resolve().parents[1] / "examples" / "data"
 SEED = 0

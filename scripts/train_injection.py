@@ -48,6 +48,7 @@ from sklearn.model_selection import (  # type: ignore[import-untyped]
     StratifiedKFold,
 )
 
+from tether.config.guards import InjectionOptions
 from tether.guards.builtin.injection import (
     Heuristics,
     InjectionGuard,
@@ -55,7 +56,6 @@ from tether.guards.builtin.injection import (
     featurize,
     word_pattern,
 )
-from tether.guards.config import InjectionOptions
 from tether.guards.evaluation import EvalReport, read_rows
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -5,6 +5,10 @@ result = await tether.run("assistant", variables={"message": "Hi"})
 async for chunk in tether.stream("assistant", variables={"message": "Hi"}):
     print(chunk.text, end="")
 
+Tether(config, stages=[...], wrappers=[...], variant_picker=...)   # the pipeline's seams:
+    # stages run before/after every feature's model call (tether.pipeline.stages), wrappers go
+    # around every model of a feature's chain, the picker decides each call's variant
+
 with SyncTether.from_config("tether.yaml") as tether:     # same names, no event loop needed
     print(tether.run("assistant", variables={"message": "Hi"}).output)
 """
@@ -14,26 +18,31 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import AsyncGenerator, Iterator, Mapping
+from collections.abc import AsyncGenerator, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 from jinja2 import TemplateError
 
+from tether.config.guards import GuardSpec
 from tether.config.loader import ConfigProblems, SourceMap, load_located
 from tether.config.models import FeatureConfig, TetherConfig, split_model_ref
 from tether.errors import ConfigError
-from tether.guards.config import GuardSpec
 from tether.guards.registry import build_guard
 from tether.pipeline.feature import CompiledFeature, template_environment
 from tether.pipeline.pipeline import Pipeline
 from tether.pipeline.result import Result, StreamChunk
+from tether.pipeline.stages import Stage, VariantPicker
 from tether.providers.base import Model, Provider
 from tether.providers.factory import build_provider
 from tether.providers.pricing import PriceTable
-from tether.resilience.chain import UpstreamHealth, build_chain
+from tether.resilience.chain import UpstreamHealth, Wrapper, build_chain
 from tether.telemetry.sink import FanOut, MemorySink, TraceSink
+from tether.telemetry.trace import Trace
+from tether.types import ModelRequest
+
+OnStart = Callable[[Trace], None]
 
 if TYPE_CHECKING:
     from tether.settings import Settings
@@ -62,6 +71,12 @@ class Tether:
     ``sink`` receives every finished trace (the last 1,000 are also kept in ``traces``);
     ``store`` (a :class:`~tether.store.sink.StoreSink`, what :meth:`from_config` gives) stores
     them: it opens on ``async with`` or the first call, and ``aclose()`` writes every trace.
+
+    The pipeline's seams (docs/architecture.md): ``stages`` run around every feature's model
+    call, each in its slot (:class:`~tether.pipeline.stages.Stage`); ``wrappers`` (each a
+    ``Callable[[Model], Model]``) go around every model of every feature's chain, primary and
+    fallbacks, so they see every attempt, the first outermost; ``variant_picker`` decides each
+    call's variant (default: the feature as declared, variant ``"default"``).
     """
 
     def __init__(
@@ -72,6 +87,9 @@ class Tether:
         sink: TraceSink | None = None,
         prices: PriceTable | None = None,
         store: StoreSink | None = None,
+        stages: Sequence[Stage] = (),
+        wrappers: Sequence[Wrapper] = (),
+        variant_picker: VariantPicker | None = None,
     ) -> None:
         self.config = config
         self.traces = MemorySink()
@@ -87,6 +105,9 @@ class Tether:
         self._providers: dict[str, Provider] = dict(providers or {})
         self._prices = prices
         self._pipeline: Pipeline | None = None
+        self._stages = tuple(stages)
+        self._wrappers = tuple(wrappers)
+        self._picker = variant_picker
 
     @classmethod
     def from_config(
@@ -143,11 +164,13 @@ class Tether:
             compiled: dict[str, CompiledFeature] = {}
             for name, feature in self.config.features.items():
                 try:
-                    chain = build_chain(feature, self._resolve, self.health)
-                    compiled[name] = CompiledFeature.compile(name, feature, chain, env)
+                    chain = build_chain(feature, self._resolve, self.health, self._wrappers)
+                    compiled[name] = CompiledFeature.compile(
+                        name, feature, chain, env, self._stages
+                    )
                 except Exception as exc:  # any start-up failure, located at its YAML path
                     raise _located(exc, name, feature, source) from exc
-            self._pipeline = Pipeline(compiled, self._sink)
+            self._pipeline = Pipeline(compiled, self._sink, self._picker)
         return self._pipeline
 
     # ------------------------------------------------------------------ calls
@@ -157,26 +180,43 @@ class Tether:
         feature: str,
         variables: Mapping[str, Any] | None = None,
         *,
+        request: ModelRequest | None = None,
         user: str | None = None,
         metadata: Mapping[str, Any] | None = None,
+        on_start: OnStart | None = None,
     ) -> Result:
         """Call a feature. Model failures take the feature's ``on_failure``; the result says
-        ``degraded`` and why. Raises InvalidRequest for caller mistakes."""
-        call = self.pipeline.start(feature, variables, user=user, metadata=metadata)
-        return await self.pipeline.run(call)
+        ``degraded`` and why. Raises InvalidRequest for caller mistakes.
+
+        ``request`` is a conversation of your own (the feature's system prompt goes first, its
+        ``max_tokens`` caps yours; your request is not changed); ``variables`` then fill the
+        system prompt. ``on_start`` is called with the call's trace once the call started
+        (before any model call), e.g. to keep its id for an error response."""
+        pipeline = self.pipeline
+        call = pipeline.start(feature, variables, request=request, user=user, metadata=metadata)
+        if on_start is not None:
+            on_start(call.trace)
+        return await pipeline.run(call)
 
     async def stream(
         self,
         feature: str,
         variables: Mapping[str, Any] | None = None,
         *,
+        request: ModelRequest | None = None,
         user: str | None = None,
         metadata: Mapping[str, Any] | None = None,
+        on_start: OnStart | None = None,
     ) -> AsyncGenerator[StreamChunk, None]:
         """Call a feature and yield its answer as it is produced; the last chunk is ``done``
-        and carries the Result (with ``error`` set if the stream broke mid-answer)."""
-        call = self.pipeline.start(feature, variables, user=user, metadata=metadata)
-        chunks = self.pipeline.stream(call)
+        and carries the Result (with ``error`` set if the stream broke mid-answer).
+        ``request`` and ``on_start`` as in :meth:`run` (the call starts on the first chunk
+        asked for)."""
+        pipeline = self.pipeline
+        call = pipeline.start(feature, variables, request=request, user=user, metadata=metadata)
+        if on_start is not None:
+            on_start(call.trace)
+        chunks = pipeline.stream(call)
         try:
             async for chunk in chunks:
                 yield chunk
@@ -269,12 +309,12 @@ class SyncTether:
         feature: str,
         variables: Mapping[str, Any] | None = None,
         *,
+        request: ModelRequest | None = None,
         user: str | None = None,
         metadata: Mapping[str, Any] | None = None,
     ) -> Result:
-        result: Result = self._submit(
-            self.tether.run(feature, variables, user=user, metadata=metadata)
-        )
+        call = self.tether.run(feature, variables, request=request, user=user, metadata=metadata)
+        result: Result = self._submit(call)
         return result
 
     def stream(
@@ -282,10 +322,11 @@ class SyncTether:
         feature: str,
         variables: Mapping[str, Any] | None = None,
         *,
+        request: ModelRequest | None = None,
         user: str | None = None,
         metadata: Mapping[str, Any] | None = None,
     ) -> Iterator[StreamChunk]:
-        agen = self.tether.stream(feature, variables, user=user, metadata=metadata)
+        agen = self.tether.stream(feature, variables, request=request, user=user, metadata=metadata)
         try:
             while True:
                 try:

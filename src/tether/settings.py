@@ -22,8 +22,8 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tether.config.models import TetherConfig
+from tether.config.store import StoreConfig, resolve_url
 from tether.errors import ConfigError
-from tether.store.config import StoreConfig, resolve_url
 
 ENV_PREFIX = "TETHER_"
 

@@ -79,8 +79,12 @@ class ModelRequest:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class ModelResponse:
+    """A model's answer in one piece. ``position`` is where in the feature's chain the model
+    that answered sits (0: the primary); the chain sets it (:class:`~tether.resilience.chain.
+    Chain`), nothing changes it afterwards."""
+
     text: str
     usage: Usage
     model: str
@@ -88,6 +92,7 @@ class ModelResponse:
     cost_usd: float = 0.0
     finish_reason: str | None = "stop"
     tool_calls: list[ToolCall] | None = None
+    position: int = 0
 
 
 @dataclass(slots=True)

@@ -90,7 +90,7 @@ def test_sdk_examples_run_as_written(tmp_path: Path) -> None:
     )
     assert init.returncode == 0, init.stderr
     blocks = python_blocks_under("Call it from Python")
-    assert len(blocks) == 2
+    assert len(blocks) == 3  # run and stream, SyncTether, the pipeline's seams
     for block in blocks:
         done = subprocess.run(
             [sys.executable, "-c", block],

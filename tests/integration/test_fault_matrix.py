@@ -45,10 +45,11 @@ CASES = [
 ]
 
 
-def config_for(base_url: str) -> str:
+def config_for(base_url: str, transport: str) -> str:
     return f"""\
 providers:
-  up: {{kind: openai, base_url: "{base_url}", api_key: test, connect_timeout_s: 0.3}}
+  up: {{kind: openai, base_url: "{base_url}", api_key: test, connect_timeout_s: 0.3,
+        transport: {transport}}}
   spare: {{kind: scripted}}
 features:
   with_fallback:
@@ -90,9 +91,16 @@ def base_url(request: pytest.FixtureRequest, upstream: FaultyUpstream) -> Iterat
         yield upstream.base_url
 
 
-def make(base_url: str) -> Tether:
+@pytest.fixture(params=["default", "lean"])
+def transport(request: pytest.FixtureRequest) -> str:
+    """Every fault runs on each transport (``providers.NAME.transport``)."""
+    return str(request.param)
+
+
+def make(base_url: str, transport: str) -> Tether:
     spare = ScriptedProvider([Reply("fallback answer")], name="spare")
-    return Tether(parse_config(config_for(base_url), "t.yaml", {}), providers={"spare": spare})
+    config = parse_config(config_for(base_url, transport), "t.yaml", {})
+    return Tether(config, providers={"spare": spare})
 
 
 def upstream_attempts(result_trace: object) -> list[str | None]:
@@ -113,8 +121,8 @@ WITH_FALLBACK = [
 
 
 @pytest.mark.parametrize(("base_url", "streamed"), WITH_FALLBACK, indirect=["base_url"])
-async def test_fault_with_fallback_succeeds(base_url: str, streamed: bool) -> None:
-    async with make(base_url) as tether:
+async def test_fault_with_fallback_succeeds(base_url: str, streamed: bool, transport: str) -> None:
+    async with make(base_url, transport) as tether:
         if streamed:
             chunks = [c async for c in tether.stream("with_fallback", {"message": "hi"})]
             result = chunks[-1].result
@@ -131,10 +139,10 @@ async def test_fault_with_fallback_succeeds(base_url: str, streamed: bool) -> No
 
 @pytest.mark.parametrize("base_url", CASES, ids=[c.name for c in CASES], indirect=True)
 async def test_fault_without_fallback_takes_failure_path(
-    base_url: str, request: pytest.FixtureRequest
+    base_url: str, request: pytest.FixtureRequest, transport: str
 ) -> None:
-    case = next(c for c in CASES if request.node.callspec.id.endswith(c.name))
-    async with make(base_url) as tether:
+    case = next(c for c in CASES if c.name in request.node.callspec.id.split("-"))
+    async with make(base_url, transport) as tether:
         result = await tether.run("alone", {"message": "hi"})
     assert result.output == FAILURE_TEXT
     assert result.degraded and result.reason == case.reason
@@ -144,10 +152,12 @@ async def test_fault_without_fallback_takes_failure_path(
     assert failure and failure[0].data["reason"] == case.reason
 
 
-async def test_retry_after_is_waited_then_upstream_recovers(upstream: FaultyUpstream) -> None:
+async def test_retry_after_is_waited_then_upstream_recovers(
+    upstream: FaultyUpstream, transport: str
+) -> None:
     upstream.reset()
     upstream.script([Fault.RATE_LIMITED, Fault.OK])
-    async with make(upstream.base_url) as tether:
+    async with make(upstream.base_url, transport) as tether:
         result = await tether.run("alone", {"message": "hi"})
     assert result.output == "upstream answer" and not result.degraded
     assert result.trace is not None
@@ -156,13 +166,13 @@ async def test_retry_after_is_waited_then_upstream_recovers(upstream: FaultyUpst
 
 
 async def test_stream_cut_after_first_token_is_an_explicit_error(
-    upstream: FaultyUpstream,
+    upstream: FaultyUpstream, transport: str
 ) -> None:
     upstream.reset()
     upstream.set_fault(Fault.STREAM_CUT)
     upstream.text = "one two three four five six"
     try:
-        async with make(upstream.base_url) as tether:
+        async with make(upstream.base_url, transport) as tether:
             chunks = [c async for c in tether.stream("with_fallback", {"message": "hi"})]
     finally:
         upstream.text = "upstream answer"

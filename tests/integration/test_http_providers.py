@@ -23,6 +23,7 @@ import openai
 import pytest
 from pydantic import SecretStr
 
+from tether._version import __version__
 from tether.config.models import AnthropicProviderConfig, OpenAIProviderConfig
 from tether.errors import ProviderError, RateLimited, Timeout, UpstreamError
 from tether.providers._http import (
@@ -44,6 +45,7 @@ from tether.types import Message, ModelChunk, ModelRequest, ModelResponse, ToolC
 MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-3-5-haiku-20241022"}
 DIALECTS = ["openai", "anthropic"]
 MODES = ["complete", "stream"]
+TRANSPORTS = ["default", "lean"]
 MakeModel = Callable[..., Model]
 WEATHER_TOOL = {
     "type": "function",
@@ -77,13 +79,20 @@ def upstream(server: FaultyUpstream) -> FaultyUpstream:
     return server
 
 
+@pytest.fixture(params=TRANSPORTS)
+def transport(request: pytest.FixtureRequest) -> str:
+    """Every provider test runs on each transport (``providers.NAME.transport``)."""
+    return str(request.param)
+
+
 @pytest.fixture
-async def make_model(upstream: FaultyUpstream) -> AsyncIterator[MakeModel]:
+async def make_model(upstream: FaultyUpstream, transport: str) -> AsyncIterator[MakeModel]:
     """Builds a provider of a kind against the fault server (or ``base_url``) and one model."""
     prices = PriceTable.load()
     providers: list[OpenAIProvider | AnthropicProvider] = []
 
     def make(kind: str, model: str | None = None, **config: Any) -> Model:
+        config.setdefault("transport", transport)
         config.setdefault("base_url", upstream.base_url)
         config.setdefault("api_key", "sk-test")
         config.setdefault("connect_timeout_s", 1.0)
@@ -274,6 +283,7 @@ async def test_openai_wire_format(upstream: FaultyUpstream, make_model: MakeMode
     assert sent is not None and sent.path == "/v1/chat/completions"
     assert sent.headers["authorization"] == "Bearer sk-test"
     assert sent.headers["content-type"] == "application/json"
+    assert sent.headers["user-agent"] == f"tether/{__version__}"  # on either transport
     body = sent.json()
     assert body["model"] == "gpt-4o-mini"
     assert body["stream"] is True and body["stream_options"] == {"include_usage": True}
@@ -613,8 +623,13 @@ async def test_server_survives_garbage_and_routes_unknown_paths(
 # ---------------------------------------------------------------- transport: pool, loops, framing
 
 
-def make_provider(base_url: str) -> OpenAIProvider:
-    config = OpenAIProviderConfig(kind="openai", base_url=base_url, api_key=SecretStr("sk-test"))
+def make_provider(base_url: str, transport: str) -> OpenAIProvider:
+    config = OpenAIProviderConfig(
+        kind="openai",
+        base_url=base_url,
+        api_key=SecretStr("sk-test"),
+        transport=transport,  # type: ignore[arg-type]
+    )
     return OpenAIProvider(config, "openai", PriceTable.load())
 
 
@@ -629,13 +644,11 @@ async def test_64_concurrent_calls_share_the_pool_without_queueing(
         for _ in range(10):
             assert (await model.complete(request, ctx())).text
 
-    started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(64)))
-    elapsed = time.perf_counter() - started
-    # 10 rounds of 20 ms: 0.2 s if nothing queues (0.3 s measured); the old httpx pool took 5 s
-    assert elapsed < 3.0
     assert upstream.requests == 640
-    assert upstream.connections <= 64  # kept alive and reused, never one per call
+    # 64 calls in flight at once, each on its own connection (none waited for a free one), kept
+    # alive and reused; how fast that runs is bench/http_client.py's (RPS at concurrency 64)
+    assert upstream.connections == 64
 
 
 @pytest.mark.parametrize("kind", DIALECTS)
@@ -656,8 +669,10 @@ async def test_abandoned_stream_closes_its_connection(
     assert (upstream.requests, upstream.connections) == (2, 2)
 
 
-def test_provider_built_outside_a_loop_serves_successive_loops(upstream: FaultyUpstream) -> None:
-    provider = make_provider(upstream.base_url)  # no event loop is running here
+def test_provider_built_outside_a_loop_serves_successive_loops(
+    upstream: FaultyUpstream, transport: str
+) -> None:
+    provider = make_provider(upstream.base_url, transport)  # no event loop is running here
     model = provider.model("gpt-4o-mini")
 
     async def once() -> str:
@@ -671,8 +686,8 @@ def test_provider_built_outside_a_loop_serves_successive_loops(upstream: FaultyU
     assert upstream.connections == 2
 
 
-def test_pool_of_a_closed_loop_is_replaced(upstream: FaultyUpstream) -> None:
-    provider = make_provider(upstream.base_url)
+def test_pool_of_a_closed_loop_is_replaced(upstream: FaultyUpstream, transport: str) -> None:
+    provider = make_provider(upstream.base_url, transport)
     model = provider.model("gpt-4o-mini")
     # the first loop ends without aclose(); RESET leaves no pooled connection behind (sockets
     # pooled on a loop that closes leak: await aclose() before a loop ends)
@@ -691,9 +706,9 @@ def test_pool_of_a_closed_loop_is_replaced(upstream: FaultyUpstream) -> None:
 
 
 async def test_pool_in_use_on_another_running_loop_is_refused_then_closed_there(
-    upstream: FaultyUpstream,
+    upstream: FaultyUpstream, transport: str
 ) -> None:
-    provider = make_provider(upstream.base_url)
+    provider = make_provider(upstream.base_url, transport)
     model = provider.model("gpt-4o-mini")
     other = asyncio.new_event_loop()  # like the sync wrapper's loop in its own thread
     thread = threading.Thread(target=other.run_forever, daemon=True)
@@ -714,8 +729,10 @@ async def test_pool_in_use_on_another_running_loop_is_refused_then_closed_there(
     assert upstream.connections == 2
 
 
-def test_pool_of_an_idle_loop_must_be_closed_there(upstream: FaultyUpstream) -> None:
-    provider = make_provider(upstream.base_url)
+def test_pool_of_an_idle_loop_must_be_closed_there(
+    upstream: FaultyUpstream, transport: str
+) -> None:
+    provider = make_provider(upstream.base_url, transport)
     model = provider.model("gpt-4o-mini")
     idle = asyncio.new_event_loop()  # run_until_complete style: neither running nor closed
     try:

@@ -14,9 +14,9 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from tether import Tether
 from tether.config import parse_config
+from tether.config.telemetry import TelemetryConfig
 from tether.errors import Timeout
 from tether.providers.scripted import Fail, Reply, ScriptedProvider
-from tether.telemetry.config import TelemetryConfig
 from tether.telemetry.otel import OtelSink, Upstream
 from tether.telemetry.trace import Attempt, Trace, TraceEvent
 from tether.testing.otlp import OtlpReceiver, ReceivedSpan

@@ -11,8 +11,8 @@ import psycopg
 
 from tests.postgres import admin_connect
 from tests.unit.test_store_journal import crash_after_appending, finished, segments
+from tether.config.store import JournalConfig
 from tether.store import Store, StoreConfig
-from tether.store.config import JournalConfig
 from tether.store.rows import build_rows, insert_new
 
 

@@ -212,8 +212,9 @@ async def test_an_origin_certificate_for_another_name_is_refused_inside_the_tunn
     assert heads == []
 
 
+@pytest.mark.parametrize("transport", ["default", "lean"])
 async def test_a_provider_reaches_an_http_upstream_through_an_https_proxy_from_the_env(
-    certs: Certs, monkeypatch: pytest.MonkeyPatch
+    certs: Certs, monkeypatch: pytest.MonkeyPatch, transport: str
 ) -> None:
     for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "ssl_cert_dir"):
         monkeypatch.delenv(name, raising=False)
@@ -222,7 +223,10 @@ async def test_a_provider_reaches_an_http_upstream_through_an_https_proxy_from_t
     async with server(answer(json.dumps(CHAT).encode()), tls=certs.right) as (proxy, heads):
         monkeypatch.setenv("HTTP_PROXY", proxy.removesuffix("/v1"))
         config = OpenAIProviderConfig(
-            kind="openai", base_url="http://api.example.test/v1", api_key=SecretStr("sk-t")
+            kind="openai",
+            base_url="http://api.example.test/v1",
+            api_key=SecretStr("sk-t"),
+            transport=transport,  # type: ignore[arg-type]
         )
         provider = OpenAIProvider(config, "openai", PriceTable.load())
         try:
@@ -363,3 +367,22 @@ providers:
     with pytest.raises(ValueError, match=what) as direct:
         OpenAIProviderConfig(kind="openai", api_key=SecretStr("sk-" + value))
     assert "sk-" not in str(direct.value)  # the input is not echoed either
+
+
+def test_tether_check_accepts_the_lean_transport_and_names_the_choices() -> None:
+    text = """\
+providers:
+  fast: {kind: openai, transport: lean}
+  claude: {kind: anthropic, transport: default}
+  plain: {kind: openai}
+"""
+    config = parse_config(text, "tether.yaml", {})
+    assert isinstance(fast := config.providers["fast"], OpenAIProviderConfig)
+    assert isinstance(plain := config.providers["plain"], OpenAIProviderConfig)
+    assert isinstance(claude := config.providers["claude"], AnthropicProviderConfig)
+    assert (fast.transport, claude.transport, plain.transport) == ("lean", "default", "default")
+    with pytest.raises(ConfigProblems) as info:
+        parse_config("providers:\n  fast: {kind: openai, transport: httpx}\n", "tether.yaml", {})
+    (problem,) = info.value.problems
+    assert problem.path == "providers.fast.transport"
+    assert "'default'" in problem.message and "'lean'" in problem.message

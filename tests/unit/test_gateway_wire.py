@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+from tether.config.gateway import normalize_origin
 from tether.errors import InvalidRequest
 from tether.gateway import wire
 from tether.gateway.auth import is_loopback_host, is_loopback_origin
-from tether.gateway.config import normalize_origin
 from tether.providers import anthropic, openai
 from tether.types import Message, ModelRequest
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from tether.guards.config import GuardsConfig, GuardSpec
+from tether.config.guards import GuardsConfig, GuardSpec
 
 
 def test_bare_names_and_one_key_mappings() -> None:

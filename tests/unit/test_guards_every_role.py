@@ -10,8 +10,8 @@ import pytest
 from pydantic import ValidationError
 
 from tether import Tether
+from tether.config.guards import GuardsConfig
 from tether.config.models import TetherConfig
-from tether.guards.config import GuardsConfig
 from tether.pipeline.result import Result
 from tether.providers.scripted import Reply, ScriptedProvider
 from tether.types import Message, ModelRequest, ToolCall

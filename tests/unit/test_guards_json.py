@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from tether.config.guards import GuardsConfig, JsonSchemaOptions
 from tether.errors import ConfigError
 from tether.guards.base import GuardContext
 from tether.guards.builtin.json_schema import JsonSchemaGuard, extract_json
-from tether.guards.config import GuardsConfig, JsonSchemaOptions
 from tether.guards.runner import GuardRunner
 
 sys.path.insert(0, str(Path(__file__).parent))

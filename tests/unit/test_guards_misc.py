@@ -2,11 +2,11 @@ from __future__ import annotations
 
 import pytest
 
+from tether.config.guards import LeakOptions, ListOptions, MaxLengthOptions
 from tether.guards.base import GuardContext
 from tether.guards.builtin.leak import LeakGuard
 from tether.guards.builtin.lists import BannedGuard, MaxLengthGuard, TopicsGuard
 from tether.guards.builtin.secrets import SecretsGuard
-from tether.guards.config import LeakOptions, ListOptions, MaxLengthOptions
 from tether.guards.evaluation import Confusion, percentile
 
 

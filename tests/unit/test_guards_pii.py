@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
+from tether.config.guards import PiiOptions
 from tether.guards.base import Finding, GuardContext
 from tether.guards.builtin.pii import PiiDetector, PiiGuard, iban_ok, luhn_ok, resolve_overlaps
-from tether.guards.config import PiiOptions
 from tether.guards.redact import Redactor
 
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from tether.config.guards import GuardsConfig
 from tether.errors import ConfigError, GuardBlocked
 from tether.guards.base import GuardContext, Verdict
-from tether.guards.config import GuardsConfig
 from tether.guards.runner import GuardRunner
 from tether.telemetry.trace import Trace
 

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
+from tether.config.guards import GuardsConfig
 from tether.errors import GuardBlocked
 from tether.guards.base import GuardContext
-from tether.guards.config import GuardsConfig
 from tether.guards.runner import GuardRunner
 from tether.telemetry.trace import Trace
 

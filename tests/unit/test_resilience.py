@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import random
+import re
 
 import pytest
 
-from tether import Tether
+from tether import Result, Tether
 from tether.config import parse_config
 from tether.config.models import BreakerConfig, RetryConfig
 from tether.errors import CircuitOpen, RateLimited, Timeout, UpstreamError
@@ -41,6 +42,22 @@ def kinds(result_trace: object) -> list[str]:
     return [e.kind for e in result_trace.events]  # type: ignore[attr-defined]
 
 
+async def answer(tether: Tether, streamed: bool) -> Result:
+    """The result of one call to feature ``f``, made in one piece or streamed."""
+    if not streamed:
+        return await tether.run("f")
+    chunks = [c async for c in tether.stream("f")]
+    assert chunks[-1].result is not None
+    return chunks[-1].result
+
+
+def limit_s(error: str | None) -> float:
+    """The limit a Timeout names: "... no answer within 0.3s; raise timeout_s ..."."""
+    found = re.search(r"within ([0-9.]+)s", error or "")
+    assert found is not None, error
+    return float(found.group(1))
+
+
 async def test_retry_then_success_records_both_attempts() -> None:
     a = ScriptedProvider([Fail(UpstreamError("boom", status_code=503)), Reply("ok")], name="a")
     result = await make(a).run("f")
@@ -71,7 +88,32 @@ async def test_retry_after_is_honoured() -> None:
     assert result.trace is not None
     (retry,) = result.trace.events
     assert retry.data["delay_s"] == 0.05
+    # a lower bound on a sleep, which cannot flake: the wait was taken, not only recorded
     assert result.trace.attempts[1].start_ms - result.trace.attempts[0].end_ms >= 45
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["run", "stream"])
+async def test_retry_after_beyond_the_deadline_is_not_waited(streamed: bool) -> None:
+    a = ScriptedProvider(
+        [Fail(RateLimited("slow down", retry_after_s=0.5)), Reply("late")], name="a"
+    )
+    tether = make(a, extra="    total_timeout_s: 0.3\n", retry=", max_attempts: 3")
+    result = await answer(tether, streamed)
+    assert result.degraded and result.reason == "rate_limited" and result.output == "sorry"
+    assert result.trace is not None
+    assert len(a.calls) == 1
+    assert [x.error_class for x in result.trace.attempts] == ["RateLimited"]
+    assert kinds(result.trace) == ["retry_skipped", "failure_path"]
+    assert result.trace.events[0].data == {"model": "a:m1", "why": "deadline", "delay_s": 0.5}
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["run", "stream"])
+async def test_retry_budget_grows_with_the_calls_made(streamed: bool) -> None:
+    a = ScriptedProvider([Fail(UpstreamError("boom", status_code=503)), Reply("ok")], name="a")
+    tether = make(a, retry=", budget_ratio: 1.0, budget_min_retries: 0")
+    result = await answer(tether, streamed)  # one call made: one retry allowed, no floor
+    assert result.output == "ok" and not result.degraded
+    assert result.trace is not None and kinds(result.trace) == ["retry"]
 
 
 async def test_retry_after_longer_than_allowed_moves_to_fallback() -> None:
@@ -115,6 +157,15 @@ def test_budget_floor_and_ratio() -> None:
     assert not budget.try_spend()
 
 
+def test_budget_forgets_calls_older_than_its_window_without_retries() -> None:
+    now = [0.0]
+    budget = RetryBudget(clock=lambda: now[0])
+    for second in range(1000):  # a healthy upstream: calls, never a retry
+        now[0] = float(second)
+        budget.record_call()
+    assert len(budget._calls) <= budget.window_s + 1  # bounded memory
+
+
 async def test_per_attempt_timeout_then_failure_path() -> None:
     a = ScriptedProvider([Reply("late", delay_s=2.0)], name="a")
     result = await make(a).run("f")
@@ -123,15 +174,20 @@ async def test_per_attempt_timeout_then_failure_path() -> None:
     assert result.trace is not None
     attempts = result.trace.attempts
     assert [x.error_class for x in attempts] == ["Timeout", "Timeout"]
-    assert all(400 < x.duration_ms < 1500 for x in attempts)
+    assert [limit_s(x.error) for x in attempts] == [0.5, 0.5]  # timeout_s, per attempt
 
 
-async def test_total_deadline_bounds_the_whole_call() -> None:
+async def test_total_deadline_bounds_the_attempt_and_stops_the_retries() -> None:
     a = ScriptedProvider([Reply("late", delay_s=2.0)], name="a")
     tether = make(a, extra="    total_timeout_s: 0.3\n", retry=", max_attempts: 5")
     result = await tether.run("f")
-    assert result.reason == "timeout"
-    assert result.latency_ms < 1000
+    assert result.degraded and result.reason == "timeout"
+    assert result.trace is not None
+    attempts = result.trace.attempts
+    assert [x.error_class for x in attempts] == ["Timeout"]  # no time left for a retry
+    assert limit_s(attempts[0].error) <= 0.3  # cut at the total deadline, not timeout_s (0.5)
+    assert kinds(result.trace) == ["retry_skipped", "failure_path"]
+    assert result.trace.events[0].data["why"] == "deadline"
 
 
 def test_breaker_opens_half_opens_and_closes() -> None:
@@ -163,6 +219,35 @@ def test_breaker_opens_half_opens_and_closes() -> None:
     assert breaker.state == "open" and breaker.retry_in() == pytest.approx(10)
 
 
+def test_breaker_failure_rate_is_over_the_last_window_calls() -> None:
+    config = BreakerConfig(window=4, min_calls=4, failure_rate=0.5, cooldown_s=10)
+    breaker = CircuitBreaker("a:m1", config, clock=lambda: 0.0)
+    for ok in (True, True, True, False):
+        breaker.record(ok, breaker.acquire())
+    assert breaker.state == "closed"  # 1 failure in 4: below the rate
+    breaker.record(False, breaker.acquire())
+    assert breaker.state == "open"  # the oldest success left the window: 2 failures in 4
+
+
+def test_half_open_probes_free_their_slots_as_they_end() -> None:
+    now = [0.0]
+    config = BreakerConfig(window=1, min_calls=1, cooldown_s=10, half_open_probes=2)
+    breaker = CircuitBreaker("a:m1", config, clock=lambda: now[0])
+    breaker.record(False, breaker.acquire())
+    now[0] = 10.0
+    first, second = breaker.acquire(), breaker.acquire()
+    with pytest.raises(CircuitOpen):
+        breaker.acquire()
+    breaker.record(True, first)
+    assert breaker.state == "half_open"  # one success of the two needed
+    third = breaker.acquire()  # the first probe's slot is free again
+    breaker.release(second)  # ended saying nothing about the upstream (say, a 400)
+    fourth = breaker.acquire()
+    assert third and fourth and breaker.state == "half_open"
+    breaker.record(False, third)
+    assert breaker.state == "open" and breaker.retry_in() == pytest.approx(10)
+
+
 async def test_open_breaker_skips_upstream_and_client_errors_do_not_count() -> None:
     a = ScriptedProvider(
         [Fail(UpstreamError("bad request", status_code=400, retryable=False))], name="a"
@@ -181,7 +266,7 @@ async def test_open_breaker_skips_upstream_and_client_errors_do_not_count() -> N
     assert len(a.calls) == calls_before
     assert result.output == "from b"
     assert result.trace is not None
-    assert kinds(result.trace)[0] == "breaker_open"
+    assert kinds(result.trace) == ["breaker_open", "fallback"]  # an open circuit is not retried
 
 
 async def test_all_breakers_open_waits_for_shortest_cooldown() -> None:
@@ -209,7 +294,8 @@ async def test_all_breakers_open_fails_when_cooldown_exceeds_deadline() -> None:
     await tether.run("f")
     result = await tether.run("f")
     assert result.degraded and result.reason == "circuit_open"
-    assert result.latency_ms < 100
+    assert result.trace is not None
+    assert kinds(result.trace) == ["breaker_open", "failure_path"]  # no breaker_wait
 
 
 async def test_stream_falls_back_before_first_token() -> None:
@@ -238,7 +324,8 @@ async def test_stream_never_switches_after_first_token() -> None:
 
 
 async def test_stream_first_token_timeout() -> None:
-    a = ScriptedProvider([Reply("slow", delay_s=1.0)], name="a")
+    # the first token would come within timeout_s (0.5) but not within first_token_timeout_s
+    a = ScriptedProvider([Reply("slow", delay_s=0.3)], name="a")
     b = ScriptedProvider([Reply("fast")], name="b")
     tether = make(a, b, extra="    first_token_timeout_s: 0.05\n", retry=", max_attempts: 1")
     chunks = [c async for c in tether.stream("f")]
@@ -247,3 +334,16 @@ async def test_stream_first_token_timeout() -> None:
     assert result is not None and result.trace is not None
     assert result.trace.attempts[0].error_class == "Timeout"
     assert "first token" in (result.trace.attempts[0].error or "")
+    assert limit_s(result.trace.attempts[0].error) == 0.05
+
+
+async def test_stream_chunks_after_the_first_token_get_timeout_s() -> None:
+    # each later chunk comes after first_token_timeout_s (0.05) but within timeout_s (0.5)
+    a = ScriptedProvider([Reply("one two three", chunk_delay_s=0.2)], name="a")
+    tether = make(a, extra="    first_token_timeout_s: 0.05\n", retry=", max_attempts: 1")
+    chunks = [c async for c in tether.stream("f")]
+    assert "".join(c.text for c in chunks) == "one two three"
+    result = chunks[-1].result
+    assert result is not None and not result.degraded
+    assert result.trace is not None
+    assert [x.status for x in result.trace.attempts] == ["ok"]

@@ -22,8 +22,8 @@ import pytest
 from pydantic import ValidationError
 
 from tether.config.loader import parse_config
+from tether.config.store import JournalConfig
 from tether.store import Store, StoreConfig, TraceWriter
-from tether.store.config import JournalConfig
 from tether.store.journal import Journal, JournalError
 from tether.store.traces import TraceStore
 from tether.telemetry import Trace

@@ -16,9 +16,9 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from tether import Tether
 from tether.config import parse_config
+from tether.config.telemetry import TelemetryConfig
 from tether.errors import UpstreamError
 from tether.providers.scripted import Fail, Reply, ScriptedProvider
-from tether.telemetry.config import TelemetryConfig
 from tether.telemetry.otel import OtelSink, Upstream, provider_name, upstreams_from
 from tether.telemetry.trace import Attempt, Trace, TraceEvent
 from tether.types import Usage

@@ -19,10 +19,10 @@ from rich.table import Table
 
 from tether.cli.render import trace_table
 from tether.config.loader import parse_config
+from tether.config.store import StoreConfig
 from tether.pipeline.result import Result
 from tether.sdk import Tether
 from tether.settings import Settings
-from tether.store.config import StoreConfig
 from tether.store.sink import StoreSink
 from tether.testing.upstream import Fault, FaultyUpstream
 

@@ -17,9 +17,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedCo
 from rich.table import Table
 
 from tether.cli.app import App
+from tether.config.guards import PII_TYPES, GuardSpec
 from tether.errors import TetherError
 from tether.guards.base import Guard, GuardContext, Stage, Verdict
-from tether.guards.config import PII_TYPES, GuardSpec
 from tether.guards.evaluation import Confusion, EvalReport, evaluate, read_rows
 from tether.guards.registry import as_verdict, build_guard
 

@@ -25,9 +25,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from tether.cli.app import App, ConfigOption
 from tether.cli.render import attempt_detail, event_pairs, model_label
 from tether.config import TetherConfig, load_config
+from tether.config.store import StoreConfig
 from tether.errors import TetherError
 from tether.settings import Settings
-from tether.store.config import StoreConfig
 from tether.store.store import Store, store_config_of
 from tether.store.traces import TraceDict, parse_since
 

@@ -33,14 +33,13 @@ from tether.gateway.cors import Cors
 from tether.gateway.errors import envelope, internal_envelope
 from tether.gateway.openapi import OPENAPI_PATH, openapi_handler
 from tether.gateway.runtime import GatewayRuntime, GatewaySettings
-from tether.pipeline.pipeline import Call
 from tether.pipeline.result import Result, StreamChunk
 from tether.store.traces import parse_since
 from tether.telemetry.metrics import PrometheusMetrics
 from tether.telemetry.trace import Trace, new_trace_id
 
 log = logging.getLogger("tether.gateway")
-TRACE_KEY = "tether.trace"  # in the ASGI scope: the call's trace, once the pipeline started it
+TRACE_KEY = "tether.trace"  # in the ASGI scope: the call's trace, once the SDK started the call
 
 
 def overhead_ms(trace: Trace) -> float:
@@ -71,11 +70,29 @@ def error_response(error: TetherError, trace: Trace | None = None) -> JSONRespon
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-def remember(request: Request, call: Call) -> Call:
-    """Keep the call's trace on the request: an error the handler does not catch still answers
-    with the id of the trace the pipeline stores."""
-    request.scope[TRACE_KEY] = call.trace
-    return call
+def remember(request: Request, dropped: list[str] | None = None) -> Callable[[Trace], None]:
+    """The SDK's ``on_start`` for this request: keep the call's trace on the request (every
+    response, an error the handler does not catch too, carries the id of the trace the pipeline
+    stores) and note on it the request fields that were ``dropped``."""
+
+    def started(trace: Trace) -> None:
+        request.scope[TRACE_KEY] = trace
+        if dropped:
+            trace.event("fields_dropped", fields=dropped)
+
+    return started
+
+
+def started_trace(request: Request) -> Trace | None:
+    """The trace of the call this request started (None when it never started)."""
+    trace: Trace | None = request.scope.get(TRACE_KEY)
+    return trace
+
+
+def result_headers(request: Request, result: Result) -> dict[str, str]:
+    trace = started_trace(request)
+    assert trace is not None  # a result comes from a call that started
+    return tether_headers(trace, result.degraded, result.reason)
 
 
 def guarding(metrics: PrometheusMetrics) -> Callable[[Handler], Handler]:
@@ -126,7 +143,7 @@ def guarding(metrics: PrometheusMetrics) -> Callable[[Handler], Handler]:
 def call_trace_id(request: Request) -> str:
     """The id of the trace the pipeline stores for this request (with status ``error`` when
     the pipeline did not end normally); a fresh id when the pipeline had not started."""
-    trace: Trace | None = request.scope.get(TRACE_KEY)
+    trace = started_trace(request)
     return trace.id if trace is not None else new_trace_id()
 
 
@@ -181,45 +198,56 @@ class Routes:
         chat = wire.parse_body(wire.ChatRequest, body)
         feature, _, _variant = chat.model.partition(":")
         self.auth.check_scope(key, feature)
-        pipeline = self.rt.tether.pipeline
-        call = remember(request, self._start_chat(chat, feature))
-        if chat.stream:
-            include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
-            return await self._stream(pipeline.stream(call), call.trace, chat.model, include_usage)
-        try:
-            result = await pipeline.run(call)
-        except TetherError as exc:
-            return error_response(exc, call.trace)
-        return JSONResponse(
-            wire.completion(result, chat.model),
-            headers=tether_headers(call.trace, result.degraded, result.reason),
-        )
-
-    def _start_chat(self, chat: wire.ChatRequest, feature: str) -> Call:
-        """The call for a chat request: the caller's conversation and the fields that pass
-        through (those dropped named on the trace). The pipeline caps ``max_tokens`` at the
-        feature's."""
+        # the caller's conversation and the fields that pass through (those dropped named on
+        # the trace); the SDK caps ``max_tokens`` at the feature's
         extra, dropped = wire.passed_extra(chat)
         variables: dict[str, Any] = {"message": wire.last_user_text(chat)}
         variables.update(wire.template_variables(chat))
-        pipeline = self.rt.tether.pipeline
-        request = wire.to_model_request(chat, extra)
-        call = pipeline.start(
-            feature, variables, request=request, user=chat.user, metadata=chat.metadata
+        asked = wire.to_model_request(chat, extra)
+        tether, started = self.rt.tether, remember(request, dropped)
+        if chat.stream:
+            include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
+            chunks = tether.stream(
+                feature,
+                variables,
+                request=asked,
+                user=chat.user,
+                metadata=chat.metadata,
+                on_start=started,
+            )
+            return await self._stream(request, chunks, chat.model, include_usage)
+        try:
+            result = await tether.run(
+                feature,
+                variables,
+                request=asked,
+                user=chat.user,
+                metadata=chat.metadata,
+                on_start=started,
+            )
+        except TetherError as exc:
+            return error_response(exc, started_trace(request))
+        return JSONResponse(
+            wire.completion(result, chat.model),
+            headers=result_headers(request, result),
         )
-        if dropped:
-            call.trace.event("fields_dropped", fields=dropped)
-        return call
 
     async def _stream(
-        self, chunks: AsyncIterator[StreamChunk], trace: Trace, model: str, include_usage: bool
+        self,
+        request: Request,
+        chunks: AsyncIterator[StreamChunk],
+        model: str,
+        include_usage: bool,
     ) -> Response:
-        """Read the first chunk before answering, so a failure before any content still gets
-        a proper status (or a degraded header) instead of a broken stream."""
+        """Read the first chunk before answering, so a failure before any content (the call
+        not starting, too) still gets a proper status (or a degraded header) instead of a
+        broken stream."""
         try:
             first = await anext(chunks)
         except TetherError as exc:
-            return error_response(exc, trace)
+            return error_response(exc, started_trace(request))
+        trace = started_trace(request)
+        assert trace is not None  # the first chunk came from a started call
         headers = tether_headers(trace, first.degraded, first.reason)
         headers["cache-control"] = "no-cache"
         body = self._sse(first, chunks, trace, model, include_usage)
@@ -305,15 +333,19 @@ class Routes:
         require_json(request.headers)
         body = await read_body(request, self.rt.settings.max_body_bytes)
         run = wire.parse_body(wire.NativeRunRequest, body or b"{}")
-        pipeline = self.rt.tether.pipeline
-        call = pipeline.start(feature, run.variables, user=run.user, metadata=run.metadata)
-        remember(request, call)
         try:
-            result: Result = await pipeline.run(call)
+            result: Result = await self.rt.tether.run(
+                feature,
+                run.variables,
+                user=run.user,
+                metadata=run.metadata,
+                on_start=remember(request),
+            )
         except TetherError as exc:
-            return error_response(exc, call.trace)
+            return error_response(exc, started_trace(request))
         return JSONResponse(
-            result.to_dict(), headers=tether_headers(call.trace, result.degraded, result.reason)
+            result.to_dict(),
+            headers=result_headers(request, result),
         )
 
     async def healthz(self, request: Request) -> Response:

@@ -54,6 +54,15 @@ def _not_found(status: int, message: str) -> Response:
     return JSONResponse(body, status_code=status)
 
 
+async def _no_route(request: Request) -> Response:
+    method, path = request.method, request.url.path
+    return _not_found(404, f"no such endpoint: {method} {path} (the API is under /v1)")
+
+
+async def _method_not_allowed(request: Request) -> Response:
+    return _not_found(405, f"{request.method} is not allowed on {request.url.path}")
+
+
 class App:
     """Routes requests to handlers; runs ``startup``/``shutdown`` on the ASGI lifespan."""
 
@@ -64,10 +73,13 @@ class App:
         shutdown: Callable[[], Awaitable[None]],
         wrap: Callable[[Handler], Handler] = lambda handler: handler,
     ) -> None:
-        """``wrap`` decorates every handler, including the one answering unknown routes."""
+        """``wrap`` decorates every handler, including the ones answering unknown routes (404)
+        and known routes asked with another method (405)."""
         self.exact = {(r.method, r.path): wrap(r.handler) for r in routes if "{" not in r.path}
         self.patterns = [Route(r.method, r.path, wrap(r.handler)) for r in routes if "{" in r.path]
-        self.unrouted = wrap(self._unrouted)
+        self.exact_paths = {path for _, path in self.exact}
+        self.not_found = wrap(_no_route)
+        self.not_allowed = wrap(_method_not_allowed)
         self.startup = startup
         self.shutdown = shutdown
         self.state: dict[str, Any] = {}
@@ -88,24 +100,18 @@ class App:
         if handler is not None:
             return await handler(Request(scope, receive))
         segments = path.strip("/").split("/")
-        allowed = False
+        known = path in self.exact_paths  # a route with another method: 405, not 404
         for route in self.patterns:
             params = route.match(segments)
             if params is None:
                 continue
             if route.method != method:
-                allowed = True
+                known = True
                 continue
             scope["path_params"] = params
             return await route.handler(Request(scope, receive))
-        scope["path_params"] = {"allowed": "yes" if allowed else ""}
-        return await self.unrouted(Request(scope, receive))
-
-    async def _unrouted(self, request: Request) -> Response:
-        method, path = request.method, request.url.path
-        if request.path_params.get("allowed") or any(p == path for _, p in self.exact):
-            return _not_found(405, f"{method} is not allowed on {path}")
-        return _not_found(404, f"no such endpoint: {method} {path} (the API is under /v1)")
+        unrouted = self.not_allowed if known else self.not_found
+        return await unrouted(Request(scope, receive))
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

@@ -22,8 +22,8 @@ from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+from tether.config.gateway import normalize_origin
 from tether.errors import AuthenticationFailed, PermissionDenied
-from tether.gateway.config import normalize_origin
 from tether.store.keys import ApiKey, KeyStore, hash_key
 
 ADMIN_TOKEN_ENV = "TETHER_ADMIN_TOKEN"

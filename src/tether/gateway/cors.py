@@ -15,9 +15,9 @@ from collections.abc import Callable
 from starlette.requests import Request
 from starlette.responses import Response
 
+from tether.config.gateway import CorsConfig, normalize_origin
 from tether.errors import PermissionDenied
 from tether.gateway.asgi import Handler
-from tether.gateway.config import CorsConfig, normalize_origin
 
 METHODS = "GET, HEAD, POST"
 EXPOSED = "x-tether-trace-id, x-tether-overhead-ms, x-tether-degraded"

@@ -12,11 +12,14 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
+from tether.config.guards import GuardAction
+
 if TYPE_CHECKING:
     from tether.guards.redact import Redactor
     from tether.telemetry.trace import Trace
 
-GuardAction = Literal["block", "redact", "reask", "fallback", "review", "log"]
+__all__ = ["Finding", "Guard", "GuardAction", "GuardContext", "Stage", "Verdict"]
+
 Stage = Literal["input", "output"]
 
 

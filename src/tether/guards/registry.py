@@ -17,10 +17,7 @@ from collections.abc import Awaitable, Callable
 from importlib.metadata import entry_points
 from typing import Any
 
-from tether.errors import ConfigError
-from tether.guards.base import Guard, GuardContext, Verdict
-from tether.guards.builtin.json_schema import import_object
-from tether.guards.config import (
+from tether.config.guards import (
     ALIASES,
     GuardSpec,
     InjectionOptions,
@@ -32,6 +29,9 @@ from tether.guards.config import (
     SecretsOptions,
     builtin_options,
 )
+from tether.errors import ConfigError
+from tether.guards.base import Guard, GuardContext, Verdict
+from tether.guards.builtin.json_schema import import_object
 
 ENTRY_POINT_GROUP = "tether.guards"
 CheckResult = Verdict | bool

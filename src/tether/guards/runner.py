@@ -20,93 +20,37 @@ guards after it; ``review`` and ``log`` only record.
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import random
 import time
-from collections.abc import Coroutine, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from collections.abc import Sequence
+from typing import Any
 
-from tether.errors import GuardBlocked
+from tether.config.guards import GuardsConfig
 from tether.guards.base import Guard, GuardContext, Stage, Verdict
-from tether.guards.config import GuardsConfig, GuardSpec
 from tether.guards.otel import EvaluationEvents
+from tether.guards.outcome import (
+    BoundGuard,
+    Decision,
+    GuardOutcome,
+    GuardResult,
+    run_guard,
+    run_now,
+)
 from tether.guards.redact import Redactor, dump_value
-from tether.guards.registry import as_verdict, build_guard
+from tether.guards.registry import build_guard
+from tether.guards.stream import GuardedStream
 
-if TYPE_CHECKING:
-    from tether.guards.stream import GuardedStream
-
-Decision = Literal["pass", "block", "reask", "fallback"]
-T = TypeVar("T")
-
-
-@dataclass(slots=True)
-class GuardResult:
-    """One guard's run: its verdict and what was done about it."""
-
-    guard: str
-    stage: Stage
-    verdict: Verdict
-    action: str | None
-    latency_ms: float
-    over_budget: bool = False
-    error: str | None = None
-
-
-@dataclass(slots=True)
-class GuardOutcome:
-    """What the guards decided about one text."""
-
-    stage: Stage
-    text: str
-    decision: Decision = "pass"
-    reason: str = ""
-    guard: str | None = None
-    reask_message: str | None = None
-    review: bool = False
-    value: Any = None
-    results: list[GuardResult] = field(default_factory=list)
-    redacted: str | None = None
-
-    @property
-    def passed(self) -> bool:
-        return self.decision == "pass"
-
-    @property
-    def traced_text(self) -> str:
-        """The text a trace may keep: placeholders in, originals not restored (``text`` has
-        the originals the user gave back; ``redacted`` is set whenever they were restored)."""
-        return self.text if self.redacted is None else self.redacted
-
-    @property
-    def verdicts(self) -> list[Verdict]:
-        return [r.verdict for r in self.results]
-
-    def raise_for_decision(self) -> None:
-        """Raise :class:`GuardBlocked` when blocked; other decisions are the caller's to act on."""
-        if self.decision == "block":
-            raise GuardBlocked(
-                f"{self.stage} guard {self.guard}: {self.reason}",
-                guard=self.guard,
-                stage=self.stage,
-            )
-
-
-@dataclass(slots=True)
-class BoundGuard:
-    spec: GuardSpec
-    guard: Guard
-
-    @property
-    def name(self) -> str:
-        return self.spec.label
-
-    @property
-    def final_only(self) -> bool:
-        """Checked once on the whole text, not on stream windows (json_schema)."""
-        return getattr(self.guard, "streaming", "window") == "final"
+__all__ = [
+    "BoundGuard",
+    "Decision",
+    "GuardOutcome",
+    "GuardResult",
+    "GuardRunner",
+    "default_reask",
+    "message_ref",
+    "run_guard",
+    "run_now",
+]
 
 
 class GuardRunner:
@@ -291,8 +235,6 @@ class GuardRunner:
 
     def stream(self, ctx: GuardContext) -> GuardedStream:
         """A :class:`~tether.guards.stream.GuardedStream` over this runner's output guards."""
-        from tether.guards.stream import GuardedStream
-
         return GuardedStream(self, ctx)
 
 
@@ -310,39 +252,6 @@ def default_reask(verdict: Verdict) -> str:
 
 
 SYNC_REFUSAL = "an async guard needs the async path (acheck_input/output)"
-
-
-async def run_guard(
-    bound: BoundGuard, text: str, ctx: GuardContext, *, refuse_async: str | None = None
-) -> tuple[Verdict, str | None]:
-    """One guard's verdict on ``text``, and its error (``None``, ``"timeout"`` or the exception's
-    repr): a failing guard gives a failing verdict, never an exception. An async guard is awaited
-    within its ``latency_budget_ms``, or, on a synchronous path, refused with ``refuse_async``."""
-    budget = bound.spec.latency_budget_ms
-    try:
-        result = bound.guard.check(text, ctx)
-        if inspect.isawaitable(result):
-            if refuse_async is not None:
-                getattr(result, "close", lambda: None)()  # never awaited: no warning
-                raise TypeError(refuse_async)
-            async with asyncio.timeout(None if budget is None else budget / 1000.0):
-                result = await result
-        return as_verdict(result), None
-    except TimeoutError:
-        after = f" after {budget} ms" if budget else ""
-        return Verdict.fail(f"guard timed out{after}"), "timeout"
-    except Exception as exc:  # noqa: BLE001 - a failing guard takes its on_error path
-        return Verdict.fail(f"guard error: {exc!r}"), repr(exc)
-
-
-def run_now(step: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine that never suspends (a synchronous path) to its result."""
-    try:
-        step.send(None)
-    except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
-    step.close()
-    raise RuntimeError("a synchronous guard check suspended; use the async methods")
 
 
 def _ms(t0: float) -> float:

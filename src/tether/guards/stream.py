@@ -22,18 +22,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterable, AsyncIterator
+from typing import TYPE_CHECKING
 
 from tether.errors import GuardBlocked
 from tether.guards.base import Finding, GuardContext, Verdict
+from tether.guards.outcome import BoundGuard, GuardOutcome, GuardResult, run_guard, run_now
 from tether.guards.redact import Redactor
-from tether.guards.runner import (
-    BoundGuard,
-    GuardOutcome,
-    GuardResult,
-    GuardRunner,
-    run_guard,
-    run_now,
-)
+
+if TYPE_CHECKING:  # the runner builds streams: it imports this module, never the reverse
+    from tether.guards.runner import GuardRunner
 
 SYNC_REFUSAL = "an async guard needs the async stream methods (afeed/afinish)"
 

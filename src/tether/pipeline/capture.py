@@ -29,8 +29,8 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from tether.config.guards import PiiOptions
 from tether.config.models import FeatureConfig
-from tether.guards.config import PiiOptions
 from tether.guards.redact import Redactor
 from tether.telemetry.trace import Trace
 from tether.types import Message, ModelRequest

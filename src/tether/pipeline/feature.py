@@ -1,10 +1,12 @@
 """A feature compiled for calling: its prompt template, its resilient model chain, what its
-traces keep of each call (:class:`~tether.pipeline.capture.Capture`) and, when it declares
-any, its guards (a :class:`~tether.guards.GuardRunner`, built once)."""
+traces keep of each call (:class:`~tether.pipeline.capture.Capture`), when it declares any, its
+guards (a :class:`~tether.guards.GuardRunner`, built once) and its stages in slot order (the
+guards' two and the caller's own: :mod:`tether.pipeline.stages`; none without guards)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import dataclasses
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +17,9 @@ from tether.config.models import FeatureConfig
 from tether.errors import ConfigError, InvalidRequest, MissingVariable
 from tether.guards.runner import GuardRunner
 from tether.pipeline.capture import Capture
-from tether.providers.base import Model
+from tether.pipeline.guarding import InputGuards, OutputGuards
+from tether.pipeline.stages import Stage, arrange
+from tether.resilience.chain import Chain
 from tether.types import Message, ModelRequest
 
 
@@ -30,17 +34,25 @@ def template_environment() -> SandboxedEnvironment:
 class CompiledFeature:
     name: str
     config: FeatureConfig
-    model: Model
+    model: Chain
     _template: Any
     _system: Any
     capture: Capture
     guards: GuardRunner | None = None  # None without guards: the unguarded path stays as fast
     own_messages: int = 0  # leading messages of every request that are the feature's own
+    stages: tuple[Stage, ...] = ()  # in slot order; empty without guards or stages of one's own
 
     @classmethod
     def compile(
-        cls, name: str, config: FeatureConfig, model: Model, env: SandboxedEnvironment
+        cls,
+        name: str,
+        config: FeatureConfig,
+        model: Chain,
+        env: SandboxedEnvironment,
+        stages: Sequence[Stage] = (),
     ) -> CompiledFeature:
+        """``stages`` are the caller's own (``Tether(stages=...)``), placed by their slot after
+        the feature's guards in the same slot."""
         try:
             template = env.from_string(config.prompt.template)
             system = env.from_string(config.prompt.system) if config.prompt.system else None
@@ -52,7 +64,11 @@ class CompiledFeature:
         guards = None if config.guards.empty else GuardRunner(config.guards)
         own = 1 if system is not None and _static_text(env, system, config.prompt.system) else 0
         capture = Capture.for_feature(config, guards)
-        return cls(name, config, model, template, system, capture, guards, own)
+        builtin: list[Stage] = []
+        if guards is not None:
+            builtin = [InputGuards(guards), OutputGuards(guards)]
+        ordered = arrange([*builtin, *stages])
+        return cls(name, config, model, template, system, capture, guards, own, ordered)
 
     def build_request(self, variables: Mapping[str, Any]) -> ModelRequest:
         """The feature's own prompt: system and template rendered with the call's variables."""
@@ -69,16 +85,21 @@ class CompiledFeature:
     def adopt(self, request: ModelRequest, variables: Mapping[str, Any]) -> ModelRequest:
         """A caller's own conversation (the gateway's chat completions): the feature's system
         prompt goes first, the feature's defaults fill what the caller left unset, and the
-        feature's ``max_tokens`` is a limit a caller cannot raise."""
+        feature's ``max_tokens`` is a limit a caller cannot raise. Returns a new request: the
+        caller's is left as it was."""
         system = self._render(self._system, variables) if self._system is not None else None
+        messages = request.messages
         if system:  # as in build_request: an empty system prompt is no message
-            request.messages = [Message("system", system), *request.messages]
-        limit = self.config.max_tokens
-        if request.max_tokens is None or (limit is not None and request.max_tokens > limit):
-            request.max_tokens = limit
-        if request.temperature is None:
-            request.temperature = self.config.temperature
-        return request
+            messages = [Message("system", system), *messages]
+        limit, max_tokens = self.config.max_tokens, request.max_tokens
+        if max_tokens is None or (limit is not None and max_tokens > limit):
+            max_tokens = limit
+        temperature = request.temperature
+        if temperature is None:
+            temperature = self.config.temperature
+        return dataclasses.replace(
+            request, messages=list(messages), max_tokens=max_tokens, temperature=temperature
+        )
 
     def _render(self, template: Any, variables: Mapping[str, Any]) -> str:
         try:

@@ -1,8 +1,10 @@
-"""The guard steps of the pipeline, so that ``pipeline.py`` stays readable top to bottom.
+"""A feature's guards as two pipeline stages: :class:`InputGuards` (slot ``input``) and
+:class:`OutputGuards` (slot ``output``), both present whenever the feature declares guards.
 
 :class:`CallGuards` is one call's view of its feature's :class:`~tether.guards.GuardRunner`:
 the runner (built once per feature) plus this call's :class:`~tether.guards.GuardContext`
-(trace, redaction map, re-ask count). It decides
+(trace, redaction map, re-ask count), shared by the two stages (output guards restore what the
+input guards redacted). It decides
 
 * **what input guards check**: every message the caller supplies, whatever its role (system,
   developer -- the gateway makes it system --, user, assistant, tool): its content (text parts
@@ -15,44 +17,131 @@ the runner (built once per feature) plus this call's :class:`~tether.guards.Guar
   the roles it checks. Redaction rewrites each text, with one placeholder map for the whole
   call, so the same e-mail is ``<EMAIL_1>`` in every turn and in tool arguments; each verdict
   on the trace names the message's index, role and part;
-* **where a fallback goes**: :func:`chain_from` is the feature's chain from a position on, so a
-  ``fallback`` verdict skips the model that produced the bad answer (output) or the primary
-  model (input: e.g. keep personal data on the local model that comes second in the chain);
+* **where a fallback goes**: the call's :class:`~tether.resilience.chain.Chain` from a position
+  on (``Chain.from_position``), so a ``fallback`` verdict skips the model that produced the bad
+  answer (its ``ModelResponse.position``; output) or the primary model (input: e.g. keep
+  personal data on the local model that comes second in the chain);
 * **how a re-ask is asked**: the request that got the rejected answer, that answer as an
   assistant turn, and the guard's message (the validation error) as a user turn; a second
   re-ask builds on the first, so the model sees every answer it gave;
-* **whether a stream can be guarded on the fly** (:attr:`CallGuards.whole_answer`): output
-  guards that may re-ask or fall back, or that judge only the whole text (``json_schema``,
-  ``topics``, ``max_length``), need the whole answer before the caller sees any of it.
+* **whether a stream can be guarded on the fly** (:func:`needs_whole_answer`): output guards
+  that may re-ask or fall back, or that judge only the whole text (``json_schema``, ``topics``,
+  ``max_length``), need the whole answer before the caller sees any of it; the others filter
+  the stream as it passes (:class:`GuardedStream`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from tether.errors import GuardBlocked
 from tether.guards import GuardContext, GuardedStream, GuardOutcome, GuardRunner
-from tether.pipeline.feature import CompiledFeature
-from tether.providers.base import CallContext, Model
-from tether.resilience.fallback import Fallback
-from tether.resilience.streams import close_quietly
-from tether.telemetry.trace import Trace
-from tether.types import Message, ModelChunk, ModelRequest, ModelResponse
+from tether.pipeline.call import Answer, Call
+from tether.pipeline.stages import Slot, Stage
+from tether.types import Message, ModelRequest, ModelResponse
+
+if TYPE_CHECKING:
+    from tether.resilience.chain import Chain
 
 QUIET_ACTIONS = ("log", "review")
 
 
-class CallGuards:
-    """A feature's guards applied to one call."""
+class InputGuards(Stage):
+    """Slot ``input``: the input guards check what the caller sent before anything else
+    spends on it; the model is asked the request as they leave it, from where they say."""
 
-    def __init__(self, runner: GuardRunner, feature: CompiledFeature, trace: Trace) -> None:
+    slot: Slot = "input"
+
+    def __init__(self, runner: GuardRunner) -> None:
         self.runner = runner
-        self.chain = feature.model
-        self.own = feature.own_messages  # leading messages that are the feature's own prompt
-        self.trace = trace
-        self.ctx = GuardContext(feature=feature.name, trace=trace)
+
+    async def before(self, call: Call) -> Answer | None:
+        guards = call.guards = CallGuards(self.runner, call)
+        call.request = await guards.check_input(call.request)  # block raises; redact; fallback
+        if guards.start:
+            call.model = guards.model_at(guards.start)
+        return None
+
+
+class OutputGuards(Stage):
+    """Slot ``output``: the output guards judge the answer before review and the budget's
+    settle see it; a ``reask`` asks the model that answered again with the validation error
+    (at most ``max_reasks`` times, then it blocks), a ``fallback`` asks the next model in the
+    chain, ``block`` raises GuardBlocked. Every model call is an attempt on the trace."""
+
+    slot: Slot = "output"
+
+    def __init__(self, runner: GuardRunner) -> None:
+        self.runner = runner
+        self.whole_answer = needs_whole_answer(runner)
+
+    async def after(self, call: Call, answer: Answer) -> Answer:
+        guards = guards_of(call, self.runner)
+        response, request = answer.response, call.request
+        while True:
+            outcome = await guards.check_output(response)
+            if outcome.decision == "reask":
+                request = guards.reask(request, response.text, outcome)
+                position = response.position
+            elif outcome.decision == "fallback":
+                position = guards.fallback(outcome, response.position)
+                request = call.request
+            else:
+                outcome.raise_for_decision()
+                return Answer(response, outcome.text, outcome.traced_text, outcome.value)
+            response = await guards.model_at(position).complete(request, call.ctx)
+
+    def stream_filter(self, call: Call) -> Shield:
+        return Shield(guards_of(call, self.runner).output_stream())
+
+
+def guards_of(call: Call, runner: GuardRunner) -> CallGuards:
+    """The call's guards: the input stage made them (a feature with guards has both stages)."""
+    if call.guards is None:
+        call.guards = CallGuards(runner, call)
+        call.guards.ctx.system_prompt = system_text(call.request.messages)
+    return call.guards
+
+
+class Shield:
+    """The output guards on a stream, as it passes (or, with nothing to check or restore, the
+    text as it came)."""
+
+    def __init__(self, stream: GuardedStream | None) -> None:
+        self.stream = stream
+
+    async def feed(self, text: str) -> str:
+        return text if self.stream is None else await self.stream.afeed(text)
+
+    async def finish(self) -> str:
+        return "" if self.stream is None else await self.stream.afinish()
+
+    def answer(self, answer: Answer) -> Answer:
+        shield = self.stream
+        if shield is None:
+            return answer
+        return Answer(answer.response, shield.text, shield.traced_text, shield.outcome.value)
+
+
+def needs_whole_answer(runner: GuardRunner) -> bool:
+    """Whether the output guards must see the whole answer before the caller sees any."""
+    return any(
+        bound.spec.effective_action in ("reask", "fallback")
+        or (bound.final_only and bound.spec.effective_action not in QUIET_ACTIONS)
+        for bound in runner.output
+    )
+
+
+class CallGuards:
+    """A feature's guards applied to one call (the chain as the call asks it)."""
+
+    def __init__(self, runner: GuardRunner, call: Call) -> None:
+        self.runner = runner
+        self.chain: Chain = call.model
+        self.own = call.feature.own_messages  # leading messages: the feature's own prompt
+        self.trace = trace = call.trace
+        self.ctx = GuardContext(feature=call.feature.name, trace=trace)
         self.request: ModelRequest | None = None  # what the model is asked, after input guards
         # (message index, part) of the texts a pii guard left clean in self.request
         self.pii_clean: frozenset[tuple[int, str]] = frozenset()
@@ -135,15 +224,15 @@ class CallGuards:
 
     # ------------------------------------------------------------------ model
 
-    def model_at(self, position: int) -> Model:
-        model = chain_from(self.chain, position)
-        if model is None:  # fallback() checked it; a bare model has only position 0
+    def model_at(self, position: int) -> Chain:
+        """The call's chain from ``position`` on (fallback() checked that it exists)."""
+        if not 0 <= position < len(self.chain):
             raise GuardBlocked(f"no model at position {position} of the chain")
-        return model
+        return self.chain.from_position(position)
 
     def fallback(self, outcome: GuardOutcome, position: int) -> int:
         """The chain position after ``position``; GuardBlocked when the chain ends there."""
-        names = chain_names(self.chain)
+        names = self.chain.names
         following = position + 1
         if following >= len(names):
             raise GuardBlocked(
@@ -187,15 +276,6 @@ class CallGuards:
             return GuardOutcome("output", "")
         return await self.runner.acheck_output(response.text, self.ctx)
 
-    @property
-    def whole_answer(self) -> bool:
-        """Whether the output guards must see the whole answer before the caller sees any."""
-        return any(
-            bound.spec.effective_action in ("reask", "fallback")
-            or (bound.final_only and bound.spec.effective_action not in QUIET_ACTIONS)
-            for bound in self.runner.output
-        )
-
     def output_stream(self) -> GuardedStream | None:
         """Output guards on the fly (and placeholders restored), or None when nothing to do."""
         redactor = self.ctx.redactor
@@ -210,46 +290,3 @@ def system_text(messages: list[Message]) -> str | None:
     call wants it kept from its users too); a caller's own text can only make its answer
     stricter."""
     return "\n".join(m.content for m in messages if m.role == "system" and m.content) or None
-
-
-# ---------------------------------------------------------------- the chain from a position
-
-
-def chain_names(chain: Model) -> list[str]:
-    models = chain.models if isinstance(chain, Fallback) else [chain]
-    return [m.name for m in models]
-
-
-def chain_from(chain: Model, position: int) -> Model | None:
-    """The feature's chain from ``position`` on (None past its end). The models keep their
-    position on the trace's attempts."""
-    if position == 0:
-        return chain
-    if not isinstance(chain, Fallback) or position >= len(chain.models):
-        return None
-    return Fallback([AtPosition(m, i) for i, m in enumerate(chain.models) if i >= position])
-
-
-@dataclass(slots=True)
-class AtPosition:
-    """A chain member reached by skipping the ones before it: attempts keep its position."""
-
-    inner: Model
-    position: int
-
-    @property
-    def name(self) -> str:
-        return self.inner.name
-
-    async def complete(self, request: ModelRequest, ctx: CallContext) -> ModelResponse:
-        ctx.chain_position = self.position
-        return await self.inner.complete(request, ctx)
-
-    async def stream(self, request: ModelRequest, ctx: CallContext) -> AsyncIterator[ModelChunk]:
-        ctx.chain_position = self.position
-        source = self.inner.stream(request, ctx)
-        try:
-            async for chunk in source:
-                yield chunk
-        finally:
-            await close_quietly(source)

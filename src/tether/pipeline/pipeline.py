@@ -1,69 +1,61 @@
 """The request pipeline, top to bottom.
 
-    request -> rollout (pick variant) -> input guards -> budget reserve -> cache
-            -> resilient model call (timeout · retry · breaker · fallback chain · stream buffer)
-            -> output guards -> review routing -> budget settle -> response
-    every step appends to the call's trace; the trace goes to the sink off the hot path
-    any failure -> the feature's failure path (on_failure), never a bare error
+    start   the feature's request (its prompt, or a caller's conversation under its system
+            prompt); the VariantPicker decides the call's variant (trace.variant)
+    before  the feature's stages in slot order (:mod:`tether.pipeline.stages`):
+                rollout -> input guards -> budget reserve -> review -> output guards -> cache
+                lookup (a stage may answer: the model is not called)
+    model   the feature's Chain: per model WithRetry(WithBreaker(Recorded(WithTimeout(
+            wrappers(model))))), fallback across them (:mod:`tether.resilience.chain`)
+    after   the same stages in reverse: cache store -> output guards -> review -> budget settle
+    result  the answer as the stages left it, and the trace's totals
+    every step appends to the call's trace; when the call ends the trace keeps what was asked
+    (:mod:`tether.pipeline.capture`) and goes to the sink off the hot path
+    any failure -> the stages' ``failed`` (in reverse), then the feature's failure path
+    (on_failure: a static answer, another feature within the same deadline, or raise), never a
+    bare error
 
-Pillars that have not landed yet are marked where they plug in. A caller's own mistake (an
-unknown feature, a missing template variable) raises :class:`~tether.errors.InvalidRequest`
-instead of taking the failure path: the failure path is for the system around the model.
+There is one path for calls (:meth:`Pipeline.run`) and one for streams (:meth:`Pipeline.stream`);
+a feature without guards or stages of its own has no stages and pays for none. A stream is
+relayed as the model produces it, through the stages' stream filters (output guards redact on
+the fly, a blocking verdict ends it with an explicit error), unless a stage must see the whole
+answer first (output guards that may re-ask or fall back) or a stage answered: then it comes in
+one piece once every ``after`` ran.
 
-Guards (only for a feature that declares them; the unguarded path does not pay for them):
-input guards check every message the caller supplies, whatever its role (its text and its tool
-calls' arguments; never the feature's own system prompt), before the model call (``block`` ->
-the failure path with reason ``guard_blocked``, ``redact`` -> the model sees placeholders,
-``fallback`` -> the chain starts at its next model); output guards check the answer
-(``redact`` rewrites it and restores the user's originals, ``reask`` asks the same model again
-with the validation error, ``fallback`` asks the next model, ``block`` -> the failure path).
-``review`` and ``log`` only record. A stream is guarded on the fly (redaction mid-stream, a
-block ends it with an explicit error) unless its output guards may re-ask or fall back: then it
-is answered in one piece once the guards passed. See :mod:`tether.pipeline.guarding` and
-docs/guards.md.
-
-When the call ends, the trace keeps what was asked (the messages as the model saw them, the
-variables) and the answer as the feature's ``trace.capture`` says
-(:mod:`tether.pipeline.capture`).
+A caller's own mistake (an unknown feature, a missing template variable) raises
+:class:`~tether.errors.InvalidRequest` instead of taking the failure path: the failure path is
+for the system around the model. Guards in detail: :mod:`tether.pipeline.guarding` and
+docs/guards.md; the whole picture: docs/architecture.md.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
 from tether.errors import FeatureFailed, FeatureNotFound, ProviderError, TetherError
-from tether.guards import GuardedStream, GuardOutcome
+from tether.pipeline.call import Answer, Call
 from tether.pipeline.feature import CompiledFeature
-from tether.pipeline.guarding import CallGuards
 from tether.pipeline.result import Result, StreamChunk
-from tether.providers.base import CallContext
+from tether.pipeline.stages import Baseline, StreamFilter, VariantPicker
 from tether.resilience.streams import close_quietly
 from tether.telemetry.sink import TraceSink
 from tether.telemetry.trace import Trace
 from tether.types import ModelChunk, ModelRequest, ModelResponse, ToolCallDelta, Usage
 
-
-@dataclass(slots=True)
-class Call:
-    """One call on its way through the pipeline."""
-
-    feature: CompiledFeature
-    trace: Trace
-    request: ModelRequest
-    variables: Mapping[str, Any]
-    guards: CallGuards | None = None  # this call's guards, once they ran
-
-    def context(self) -> CallContext:
-        return CallContext(self.trace, time.monotonic() + self.feature.config.deadline_s)
+__all__ = ["Call", "Pipeline"]
 
 
 class Pipeline:
-    def __init__(self, features: Mapping[str, CompiledFeature], sink: TraceSink) -> None:
+    def __init__(
+        self,
+        features: Mapping[str, CompiledFeature],
+        sink: TraceSink,
+        picker: VariantPicker | None = None,
+    ) -> None:
         self.features = features
         self.sink = sink
+        self.picker: VariantPicker = picker or Baseline()
 
     def feature(self, name: str) -> CompiledFeature:
         try:
@@ -84,18 +76,60 @@ class Pipeline:
         user: str | None = None,
         metadata: Mapping[str, Any] | None = None,
     ) -> Call:
-        """Resolve the feature and build its request (raises InvalidRequest on caller error)."""
+        """Resolve the feature, pick its variant and build its request (raises InvalidRequest
+        on caller error). ``request`` is a caller's own conversation (the gateway's chat
+        completions), which is left as it was."""
         compiled = self.feature(feature)
         variables = variables or {}
         trace = Trace(feature=feature, user=user, metadata=dict(metadata or {}))
-        # rollout: variant selection plugs in here (trace.variant)
+        trace.variant = self.picker.pick(compiled, trace)
         if request is None:
-            return Call(compiled, trace, compiled.build_request(variables), variables)
-        asked = request.max_tokens
+            return Call.begin(compiled, trace, compiled.build_request(variables), variables)
         built = compiled.adopt(request, variables)
+        asked = request.max_tokens
         if asked is not None and built.max_tokens != asked:
             trace.event("max_tokens_capped", asked=asked, limit=built.max_tokens)
-        return Call(compiled, trace, built, variables)
+        return Call.begin(compiled, trace, built, variables)
+
+    # ------------------------------------------------------------------ the stages
+
+    async def _before(self, call: Call) -> Answer | None:
+        """Each stage's ``before`` in order; the first answer ends the walk (that stage and
+        the ones after it are not entered)."""
+        for stage in call.feature.stages:
+            answer = await stage.before(call)
+            if answer is not None:
+                return answer
+            call.entered += 1
+        return None
+
+    async def _through(self, call: Call, answer: Answer | None) -> Answer:
+        """The model's answer, unless a stage gave one, back out through the stages."""
+        if answer is None:
+            answer = Answer.of(await call.model.complete(call.request, call.ctx))
+        return await self._after(call, answer)
+
+    async def _after(
+        self, call: Call, answer: Answer, filters: Mapping[int, StreamFilter] | None = None
+    ) -> Answer:
+        """The entered stages' ``after`` in reverse (a stage that filtered the stream: its
+        filter's answer). A stage that raises gets no ``failed``; the ones outside it do."""
+        stages = call.feature.stages
+        while call.entered:
+            call.entered -= 1
+            stream_filter = filters.get(call.entered) if filters else None
+            if stream_filter is not None:
+                answer = stream_filter.answer(answer)
+            else:
+                answer = await stages[call.entered].after(call, answer)
+        return answer
+
+    async def _failed(self, call: Call, error: TetherError) -> None:
+        """The entered stages' ``failed``, in reverse (once: the count goes to zero)."""
+        stages = call.feature.stages
+        while call.entered:
+            call.entered -= 1
+            await stages[call.entered].failed(call, error)
 
     # ------------------------------------------------------------------ one-shot
 
@@ -106,69 +140,36 @@ class Pipeline:
             await self._finish(call)
 
     async def _run(self, call: Call) -> Result:
-        ctx = call.context()
-        runner = call.feature.guards
-        outcome: GuardOutcome | None = None
         try:
-            if runner is None:
-                # budget reserve and cache plug in here
-                response = await call.feature.model.complete(call.request, ctx)
-            else:
-                guards = call.guards = CallGuards(runner, call.feature, call.trace)
-                await guards.check_input(call.request)  # block raises; redact; fallback
-                # budget reserve and cache plug in here
-                response, outcome = await self._guarded_answer(guards, ctx)
+            answer = await self._through(call, await self._before(call))
         except TetherError as exc:
             return await self._failure_path(call, exc)
-        # review routing and budget settle plug in here
-        return self._answered(call, response, outcome)
+        return self._answered(call, answer)
 
-    async def _guarded_answer(
-        self, guards: CallGuards, ctx: CallContext
-    ) -> tuple[ModelResponse, GuardOutcome]:
-        """Call the model until the output guards pass: a ``reask`` asks the model that answered
-        again with the validation error (at most ``max_reasks`` times, then it blocks), a
-        ``fallback`` asks the next model in the chain; ``block`` raises GuardBlocked. Every
-        model call is an attempt on the trace."""
-        assert guards.request is not None
-        request, position = guards.request, guards.start
-        while True:
-            response = await guards.model_at(position).complete(request, ctx)
-            outcome = await guards.check_output(response)
-            if outcome.decision == "reask":
-                position = ctx.chain_position
-                request = guards.reask(request, response.text, outcome)
-            elif outcome.decision == "fallback":
-                position = guards.fallback(outcome, ctx.chain_position)
-                request = guards.request
-            else:
-                outcome.raise_for_decision()
-                return response, outcome
-
-    def _answered(
-        self, call: Call, response: ModelResponse, outcome: GuardOutcome | None = None
-    ) -> Result:
-        """The model's answer, as the output guards left it (the trace keeps placeholders)."""
-        trace = call.trace
+    def _answered(self, call: Call, answer: Answer) -> Result:
+        """The answer as the stages left it (the trace keeps placeholders where redacted)."""
+        trace, response = call.trace, answer.response
         trace.status = "ok"
-        output = response.text if outcome is None else outcome.text
-        trace.output = response.text if outcome is None else outcome.traced_text
+        trace.output = answer.traced
         answered = [a for a in trace.attempts if a.status == "ok"]
         trace.model = answered[-1].model if answered else f"{response.provider}:{response.model}"
         result = self._result(
-            call, output, trace.model, response.finish_reason, response.tool_calls
+            call, answer.text, trace.model, response.finish_reason, response.tool_calls
         )
-        if outcome is not None:
-            result.value = outcome.value
+        result.value = answer.value
         return result
 
     async def _failure_path(self, call: Call, error: TetherError) -> Result:
         """The feature's designed answer for when the model could not give one."""
+        await self._failed(call, error)
         on_failure = call.feature.config.on_failure
         trace = call.trace
         nested = self._failure_feature(call, error)
         if nested is not None:
-            result = await self._run(nested)
+            try:
+                result = await self._run(nested)
+            finally:
+                await self._abandoned(nested)
             return self._degrade(trace, result, error.reason)
         if on_failure.respond is not None:
             trace.event("failure_path", via="respond", reason=error.reason, error=str(error))
@@ -182,7 +183,8 @@ class Pipeline:
         ) from error
 
     def _failure_feature(self, call: Call, error: TetherError) -> Call | None:
-        """The call of the feature ``on_failure.feature`` names (the event recorded), if any."""
+        """The call of the feature ``on_failure.feature`` names (the event recorded), if any:
+        on the same trace, within what is left of this call's deadline."""
         name = call.feature.config.on_failure.feature
         if name is None:
             return None
@@ -190,7 +192,8 @@ class Pipeline:
             "failure_path", via="feature", feature=name, reason=error.reason, error=str(error)
         )
         other = self.feature(name)
-        return Call(other, call.trace, other.build_request(call.variables), call.variables)
+        request = other.build_request(call.variables)
+        return Call.begin(other, call.trace, request, call.variables, call.ctx.deadline)
 
     @staticmethod
     def _degrade(trace: Trace, result: Result, reason: str) -> Result:
@@ -227,17 +230,28 @@ class Pipeline:
             trace=trace,
         )
 
+    async def _abandoned(self, call: Call) -> None:
+        """The stages still owed a hook when a call ends without an answer or a failure path
+        (cancelled, a caller that stopped reading, a stage's own bug) get ``failed``."""
+        if call.entered:
+            aborted = TetherError(
+                "the call ended before its answer (cancelled, or the caller stopped reading)",
+                reason="cancelled",
+            )
+            await self._failed(call, aborted)
+
     async def _finish(self, call: Call) -> None:
+        await self._abandoned(call)
         trace = call.trace
         if trace.status == "running":
             trace.status = "error"
         trace.latency_ms = trace.latency_ms or trace.now_ms()
         guards = call.guards
-        if guards is None or guards.request is None:
+        if guards is None:
             call.feature.capture.record(trace, call.request, call.variables)
         else:
             call.feature.capture.record(
-                trace, guards.request, call.variables, guards.ctx.redactor, guards.pii_clean
+                trace, call.request, call.variables, guards.ctx.redactor, guards.pii_clean
             )
         await self.sink.write(trace)
 
@@ -253,36 +267,31 @@ class Pipeline:
             await self._finish(call)
 
     async def _stream(self, call: Call) -> AsyncGenerator[StreamChunk, None]:
-        ctx = call.context()
-        runner = call.feature.guards
-        model, request, shield = call.feature.model, call.request, None
-        if runner is not None:
-            guards = call.guards = CallGuards(runner, call.feature, call.trace)
-            try:
-                request = await guards.check_input(call.request)  # before the stream starts
-                model = guards.model_at(guards.start)
-            except TetherError as exc:
-                async for piece in self._stream_failure(call, exc):
-                    yield piece
-                return
-            if guards.whole_answer:  # re-ask / fallback / whole-text guards: one piece
-                async for piece in self._stream_whole(call, guards, ctx):
-                    yield piece
-                return
-            shield = guards.output_stream()
-        # budget reserve and cache plug in here
-        relay = self._relay(call, model.stream(request, ctx), shield)
+        """The stages' ``before``, then the answer on the fly (through the stages' filters) or,
+        when a stage answered or must see the whole answer, in one piece."""
+        pieces: AsyncGenerator[StreamChunk, None]
         try:
-            async for piece in relay:
+            answer = await self._before(call)
+            if answer is not None or any(s.whole_answer for s in call.feature.stages):
+                answer = await self._through(call, answer)
+        except TetherError as exc:
+            pieces = self._stream_failure(call, exc)
+        else:
+            pieces = self._relay(call) if answer is None else self._one_piece(call, answer)
+        try:
+            async for piece in pieces:
                 yield piece
         finally:
-            await relay.aclose()
+            await pieces.aclose()  # a caller that stops reading closes every stream inside
 
-    async def _relay(
-        self, call: Call, source: AsyncIterator[ModelChunk], shield: GuardedStream | None
-    ) -> AsyncGenerator[StreamChunk, None]:
-        """Hand the model's deltas on, through the output guards' stream when there is one
-        (it holds back a tail, redacts, and raises GuardBlocked on a blocking verdict)."""
+    async def _relay(self, call: Call) -> AsyncGenerator[StreamChunk, None]:
+        """Hand the model's deltas on, through the stages' filters (innermost first: the
+        output guards' holds back a tail, redacts, and raises GuardBlocked on a blocking
+        verdict); the stages' ``after`` once the stream ended."""
+        stages = call.feature.stages
+        filters = {i: f for i, s in enumerate(stages) if (f := s.stream_filter(call)) is not None}
+        inner_first = [filters[i] for i in sorted(filters, reverse=True)]
+        source = call.model.stream(call.request, call.ctx)
         parts: list[str] = []  # the model's text, as it came
         sent = False  # whether anything reached the caller
         last = ModelChunk()
@@ -290,80 +299,107 @@ class Pipeline:
             async for chunk in source:
                 if chunk.has_content:
                     parts.append(chunk.text)
-                    text = chunk.text if shield is None else await shield.afeed(chunk.text)
+                    text = await _feed(inner_first, chunk.text) if inner_first else chunk.text
                     if text or chunk.tool_calls:
                         sent = True
                         yield StreamChunk(text=text, tool_calls=chunk.tool_calls)
                 if chunk.finish_reason is not None or chunk.usage is not None:
                     last = chunk
-            tail = await shield.afinish() if shield is not None else ""
+            tail = await _flush(inner_first) if inner_first else ""
             if tail:
                 sent = True
                 yield StreamChunk(text=tail)
+            answer = await self._after(call, _streamed(parts, last), filters)
         except TetherError as exc:
             if not sent:
-                async for piece in self._stream_failure(call, exc):
-                    yield piece
+                failure = self._stream_failure(call, exc)
+                try:
+                    async for piece in failure:
+                        yield piece
+                finally:
+                    await failure.aclose()
                 return
-            shown = "".join(parts) if shield is None else shield.text
-            traced = shown if shield is None else shield.traced_text
-            yield self._interrupted(call, exc, shown, traced)
+            shown = _streamed(parts, last)
+            for stream_filter in inner_first:
+                shown = stream_filter.answer(shown)
+            yield await self._interrupted(call, exc, shown)
             return
         finally:
             await close_quietly(source)
-        response = ModelResponse(
-            "".join(parts),
-            last.usage or Usage(),
-            last.model,
-            last.provider,
-            finish_reason=last.finish_reason,
-        )
-        result = self._answered(call, response, None if shield is None else shield.outcome)
-        yield StreamChunk(done=True, result=result)
+        yield StreamChunk(done=True, result=self._answered(call, answer))
 
-    async def _stream_whole(
-        self, call: Call, guards: CallGuards, ctx: CallContext
-    ) -> AsyncIterator[StreamChunk]:
-        """Output guards that may re-ask or fall back, or judge only the whole text, see the
-        whole answer before the caller sees any of it: the answer comes in one piece."""
-        try:
-            response, outcome = await self._guarded_answer(guards, ctx)
-        except TetherError as exc:
-            async for piece in self._stream_failure(call, exc):
-                yield piece
-            return
-        result = self._answered(call, response, outcome)
+    async def _one_piece(self, call: Call, answer: Answer) -> AsyncGenerator[StreamChunk, None]:
+        """An answer the stages saw whole before the caller sees any of it."""
+        result = self._answered(call, answer)
         tools = [
             ToolCallDelta(i, t.id, t.name, t.arguments)
-            for i, t in enumerate(response.tool_calls or [])
+            for i, t in enumerate(answer.response.tool_calls or [])
         ]
         yield StreamChunk(text=result.output, tool_calls=tools or None)
         yield StreamChunk(done=True, result=result)
 
-    async def _stream_failure(self, call: Call, error: TetherError) -> AsyncIterator[StreamChunk]:
+    async def _stream_failure(
+        self, call: Call, error: TetherError
+    ) -> AsyncGenerator[StreamChunk, None]:
+        await self._failed(call, error)
         nested = self._failure_feature(call, error)
         if nested is not None:
-            async for chunk in self._stream(nested):
-                if chunk.result is not None and not chunk.result.degraded:
-                    self._degrade(call.trace, chunk.result, error.reason)
-                if not chunk.degraded:
-                    chunk.degraded, chunk.reason = True, error.reason
-                yield chunk
+            chunks = self._stream(nested)
+            try:
+                async for chunk in chunks:
+                    if chunk.result is not None and not chunk.result.degraded:
+                        self._degrade(call.trace, chunk.result, error.reason)
+                    if not chunk.degraded:
+                        chunk.degraded, chunk.reason = True, error.reason
+                    yield chunk
+            finally:
+                await chunks.aclose()
+                await self._abandoned(nested)
             return
         result = await self._failure_path(call, error)  # respond, or raise FeatureFailed
         yield StreamChunk(text=result.output, degraded=True, reason=result.reason)
         yield StreamChunk(done=True, result=result, degraded=True, reason=result.reason)
 
-    def _interrupted(
-        self, call: Call, error: TetherError, partial: str, traced: str
-    ) -> StreamChunk:
+    async def _interrupted(self, call: Call, error: TetherError, shown: Answer) -> StreamChunk:
         """A stream that broke (or a guard stopped) after content reached the caller: say so
-        explicitly. ``traced`` is ``partial`` with placeholders still in, for the trace."""
+        explicitly. ``shown`` is what the caller saw (its ``traced``: with placeholders)."""
+        await self._failed(call, error)
         trace = call.trace
         reason = "stream_interrupted" if isinstance(error, ProviderError) else error.reason
-        trace.event("stream_interrupted", error=str(error), chars_sent=len(partial))
-        trace.output = traced
+        trace.event("stream_interrupted", error=str(error), chars_sent=len(shown.text))
+        trace.output = shown.traced
         trace.model = trace.attempts[-1].model if trace.attempts else None
-        result = self._result(call, partial, trace.model, None, None)
+        result = self._result(call, shown.text, trace.model, None, None)
         self._degrade(trace, result, reason)
         return StreamChunk(done=True, result=result, error=str(error), degraded=True, reason=reason)
+
+
+async def _feed(filters: list[StreamFilter], text: str) -> str:
+    """A delta through the filters, innermost first (a filter holding it back stops it)."""
+    for stream_filter in filters:
+        text = await stream_filter.feed(text)
+        if not text:
+            break
+    return text
+
+
+async def _flush(filters: list[StreamFilter]) -> str:
+    """The held-back tails, each through the filters outside the one that held it."""
+    carried = ""
+    for stream_filter in filters:
+        if carried:
+            carried = await stream_filter.feed(carried)
+        carried += await stream_filter.finish()
+    return carried
+
+
+def _streamed(parts: list[str], last: ModelChunk) -> Answer:
+    """The streamed answer (or what came of it), whole."""
+    response = ModelResponse(
+        "".join(parts),
+        last.usage or Usage(),
+        last.model,
+        last.provider,
+        finish_reason=last.finish_reason,
+    )
+    return Answer.of(response)

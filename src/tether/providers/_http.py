@@ -1,47 +1,44 @@
 """HTTP plumbing the OpenAI and Anthropic providers share.
 
-One keep-alive connection pool per provider (:mod:`tether.providers._transport`), opened on
-first use inside the running event loop (providers are often built before a loop exists) and
-closed by ``aclose()``. Every transport failure, bad status, wrong content type or malformed
-body becomes a :class:`~tether.errors.ProviderError` that names the provider, the model and the
-status code, and says what to do next. Server-sent events are parsed here too, from bytes split
-anywhere.
+A provider's requests go through a transport (:mod:`tether.providers.transport`: aiohttp by
+default, tether's lean client with ``transport: lean``). Every transport failure, bad status,
+wrong content type or malformed body becomes a :class:`~tether.errors.ProviderError` that names
+the provider, the model and the status code, and says what to do next. Server-sent events are
+parsed here too, from bytes split anywhere.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import email.utils
 import json
-import os
-import ssl
 import time
-import urllib.parse
-import urllib.request
 from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from tether._version import __version__
+from tether.config.headers import header_problem
 from tether.errors import ConfigError, ProviderError, RateLimited, Timeout, UpstreamError
-from tether.providers._transport import (
+from tether.providers.base import CallContext
+from tether.providers.transport import (
     BadHeader,
     BadURL,
     ConnectFailed,
     ConnectTimeout,
-    Pool,
-    Response,
+    Headers,
+    HttpRequest,
+    HttpResponse,
+    Transport,
     TransportError,
-    header_problem,
+    WrongLoop,
 )
-from tether.providers.base import CallContext
+from tether.providers.transport import env_proxy as env_proxy  # where it used to be
+from tether.providers.transport import tls_context as tls_context
 
 _SNIPPET = 200
 #: The longest server-sent-event line (and event) accepted; longer ones are refused, not buffered.
 MAX_EVENT_BYTES = 1 << 20
-#: How long an idle pooled connection is kept (httpx's default; servers such as uvicorn close
-#: idle connections after 5 s, so keeping them longer only risks reusing a closing one).
-KEEPALIVE_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +155,8 @@ def status_error(
 def transport_error(target: Target, exc: BaseException) -> ProviderError:
     """The error for a failure below HTTP: timeouts, refused or broken connections."""
     p, m = target.provider, target.model
+    if isinstance(exc, WrongLoop):
+        return ProviderError(f"{target.name}: {exc}", provider=p, model=m, retryable=False)
     if isinstance(exc, ConnectTimeout):
         return Timeout(
             f"{target.name}: connecting to {target.url} timed out. Check that the host is "
@@ -328,16 +327,6 @@ class SSEDecoder:
         )
 
 
-def env_proxy(url: str) -> str | None:
-    """The proxy ``HTTP(S)_PROXY`` / ``ALL_PROXY`` set for ``url`` unless ``NO_PROXY`` exempts
-    it: what httpx's ``trust_env`` did, read once per session rather than on every request."""
-    parts = urllib.parse.urlsplit(url)
-    if urllib.request.proxy_bypass(parts.hostname or ""):
-        return None
-    proxies = urllib.request.getproxies()
-    return proxies.get(parts.scheme) or proxies.get("all")
-
-
 def check_headers(provider: str, headers: Mapping[str, str]) -> None:
     """Refuse a header that would break the request head (a CR, LF or NUL in an API key or a
     configured value, a name that is not a token), naming the header but never its value."""
@@ -350,120 +339,57 @@ def check_headers(provider: str, headers: Mapping[str, str]) -> None:
             )
 
 
-def tls_context() -> ssl.SSLContext:
-    """Trusted certificates found as httpx found them: ``SSL_CERT_FILE``, ``SSL_CERT_DIR``, else
-    certifi's bundle (the system store if certifi is not installed)."""
-    if cafile := os.environ.get("SSL_CERT_FILE"):
-        return ssl.create_default_context(cafile=cafile)
-    if capath := os.environ.get("SSL_CERT_DIR"):
-        return ssl.create_default_context(capath=capath)
-    try:
-        import certifi
-    except ImportError:
-        return ssl.create_default_context()
-    return ssl.create_default_context(cafile=certifi.where())
-
-
 def _dump_json(value: Any) -> bytes:
     """Request bodies as compact UTF-8 JSON (NaN refused), byte for byte what httpx sent."""
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
 
 
-async def _read_body(target: Target, response: Response) -> bytes:
+async def _read_body(target: Target, response: HttpResponse) -> bytes:
     try:
         return await response.read()
     except TransportError as exc:
         raise transport_error(target, exc) from exc
 
 
-async def _read_chunk(target: Target, response: Response) -> bytes:
-    """The next bytes of a streamed body (``b""`` at its end)."""
-    try:
-        return await response.next_chunk()
-    except TransportError as exc:
-        raise transport_error(target, exc) from exc
-
-
 class HTTPClient:
-    """A provider's pooled HTTP client: POST JSON, or POST and read server-sent events.
-
-    The pool belongs to the event loop that first used it. Used from another loop, it is
-    replaced when its loop is closed, and refused (with what to do) while that loop is alive.
-    """
+    """A provider's HTTP client: POST JSON, or POST and read server-sent events, through the
+    transport it is given (``transport=``); it builds none itself."""
 
     def __init__(
         self,
         *,
         base_url: str,
         headers: Mapping[str, str],
-        connect_timeout_s: float,
-        max_connections: int,
+        transport: Transport,
         max_event_bytes: int = MAX_EVENT_BYTES,
         provider: str = "",
     ) -> None:
         self.provider = provider
         self.base_url = base_url.rstrip("/")
-        self.connect_timeout_s = connect_timeout_s
-        self.max_connections = max_connections
+        self.transport = transport
         self.max_event_bytes = max_event_bytes
         check_headers(provider, headers)
-        self._headers = dict(headers)
-        if not any(name.lower() == "content-type" for name in headers):
-            self._headers["content-type"] = "application/json"  # every request POSTs JSON
-        self._pool: Pool | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._tls: ssl.SSLContext | None = None
+        fields = {name.lower(): value for name, value in headers.items()}
+        fields.setdefault("content-type", "application/json")  # every request POSTs JSON
+        fields.setdefault("user-agent", f"tether/{__version__}")
+        self._headers = Headers(fields)
 
     def url(self, path: str) -> str:
         return self.base_url + path
 
-    async def _client(self, target: Target) -> Pool:
-        """This loop's pool, opened on first use."""
-        loop = asyncio.get_running_loop()
-        pool = self._pool
-        if pool is not None and self._loop is loop:
-            return pool
-        if pool is not None and self._loop is not None and not self._loop.is_closed():
-            raise self._wrong_loop(target)
-        # a pool whose loop is gone is dropped: its sockets went with that loop
-        proxy = env_proxy(self.base_url)
-        hops = (self.base_url, proxy or "")
-        if self._tls is None and any(urllib.parse.urlsplit(h).scheme == "https" for h in hops):
-            self._tls = tls_context()  # ~25 ms of certificate loading, once per client
-        try:
-            self._pool = Pool(
-                self.base_url,
-                limit=self.max_connections,
-                connect_timeout_s=self.connect_timeout_s,
-                keepalive_s=KEEPALIVE_S,
-                tls=self._tls,
-                proxy=proxy,
-                headers=self._headers,
-            )
-        except TransportError as exc:
-            raise transport_error(target, exc) from exc
-        self._loop = loop
-        return self._pool
-
-    def _wrong_loop(self, target: Target) -> ProviderError:
-        return ProviderError(
-            f"{target.name}: this provider's connection pool belongs to another event loop "
-            "that is still open. Build one provider per event loop, or await its aclose() on "
-            "the loop that used it before using it here.",
-            provider=target.provider,
-            model=target.model,
-            retryable=False,
-        )
-
-    async def _post(self, target: Target, body: dict[str, Any], ctx: CallContext) -> Response:
-        pool = await self._client(target)
+    async def _post(self, target: Target, body: dict[str, Any], ctx: CallContext) -> HttpResponse:
         remaining = ctx.remaining()
-        read_timeout = None if remaining is None else max(remaining, 0.001)
+        timeout = None if remaining is None else max(remaining, 0.001)
         try:
-            data = _dump_json(body)
-            return await pool.post(
-                target.url, data, read_timeout=read_timeout, connect_timeout=read_timeout
+            request = HttpRequest(
+                "POST",
+                target.url,
+                self._headers,
+                _dump_json(body),
+                connect_timeout=timeout,
+                read_timeout=timeout,
             )
+            return await self.transport.send(request)
         except TransportError as exc:
             raise transport_error(target, exc) from exc
 
@@ -475,7 +401,7 @@ class HTTPClient:
         try:
             content = await _read_body(target, response)
         finally:
-            response.release()
+            await response.aclose()
         status = response.status
         if not 200 <= status < 300:
             raise status_error(target, status, response.headers, content)
@@ -498,32 +424,21 @@ class HTTPClient:
                 raise status_error(target, status, response.headers, content)
             check_content_type(target, status, response.headers, "sse")
             decoder = SSEDecoder(target, self.max_event_bytes)
-            while chunk := await _read_chunk(target, response):
-                for event in decoder.feed(chunk):
-                    yield event
+            try:
+                async for chunk in response.stream:
+                    for event in decoder.feed(chunk):
+                        yield event
+            except TransportError as exc:
+                raise transport_error(target, exc) from exc
         finally:
-            response.release()
+            await response.aclose()
 
     async def aclose(self) -> None:
-        """Close the connection pool (a no-op if it was never opened); safe to call twice."""
-        pool, loop = self._pool, self._loop
-        if pool is None or loop is None:
-            return
-        if loop is asyncio.get_running_loop() or loop.is_closed():
-            self._pool = self._loop = None
-            if not loop.is_closed():
-                pool.close()
-        elif loop.is_running():  # e.g. the sync wrapper's loop, in its own thread
-            self._pool = self._loop = None
-            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(_close(pool), loop))
-        else:
+        """Close the transport's connections (a no-op if none were opened); safe to call
+        twice."""
+        try:
+            await self.transport.aclose()
+        except WrongLoop as exc:
             raise ProviderError(
-                f"provider {self.provider!r}: its connection pool belongs to an event loop that "
-                "is neither running nor closed; await aclose() on that loop.",
-                provider=self.provider,
-                retryable=False,
-            )
-
-
-async def _close(pool: Pool) -> None:
-    pool.close()
+                f"provider {self.provider!r}: {exc}", provider=self.provider, retryable=False
+            ) from None

@@ -21,8 +21,10 @@ the ``httptools`` response parser, about a quarter of a general-purpose client's
 * ``Content-Length``, chunked and read-until-close bodies; ``gzip``/``deflate`` decoded;
 * back-pressure on streamed bodies (reading pauses while too much is buffered).
 
-Errors below HTTP are :class:`TransportError` subclasses; the provider layer turns them into
-tether's :class:`~tether.errors.ProviderError` tree (``_http.transport_error``).
+Errors below HTTP are the transport seam's :class:`TransportError` subclasses
+(:mod:`tether.providers.transport`); the provider layer turns them into tether's
+:class:`~tether.errors.ProviderError` tree (``_http.transport_error``). Behind the seam this
+client is ``transport: lean`` (:mod:`tether.providers._lean`).
 """
 
 from __future__ import annotations
@@ -37,72 +39,29 @@ import time
 import urllib.parse
 import zlib
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import cast
 
 import httptools
 
 from tether._version import __version__
+from tether.config.headers import header_problem as header_problem  # re-exported
+from tether.providers.transport import (
+    BadHeader,
+    BadURL,
+    ConnectFailed,
+    ConnectionBroken,
+    ConnectTimeout,
+    ProtocolError,
+    ReadTimeout,
+    TransportError,
+)
 
 #: Streamed body bytes buffered before the socket stops being read.
 HIGH_WATER = 1 << 20
-#: A header name (RFC 9110 token); a value may hold no control character but HTAB.
-_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
-_VALUE_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 #: What may not appear in a host or request target: controls and spaces.
 _TARGET_UNSAFE = re.compile(r"[\x00-\x20\x7f]")
-_CONTROL_NAMES = {"\r": "a carriage return (CR)", "\n": "a line feed (LF)", "\x00": "a NUL"}
-
-
-class TransportError(Exception):
-    """A failure below HTTP: nothing usable came back."""
-
-
-class ConnectTimeout(TransportError, TimeoutError):
-    """No connection within the connect timeout."""
-
-
-class ReadTimeout(TransportError, TimeoutError):
-    """The server went silent for longer than the read timeout."""
-
-
-class ConnectFailed(TransportError):
-    """The connection was refused, or the host could not be resolved or reached."""
-
-
-class ConnectionBroken(TransportError):
-    """The connection closed or reset before the answer was complete."""
-
-
-class BadURL(TransportError):
-    """The URL cannot be called (no host, or a scheme other than http/https)."""
-
-
-class ProtocolError(TransportError):
-    """The server's bytes are not HTTP/1.1."""
-
-
-class BadHeader(TransportError):
-    """A request header cannot be sent as given: it would break (or inject into) the head."""
-
-
-def header_problem(name: str, value: str) -> str | None:
-    """Why ``name: value`` cannot go into a request head, or None if it can. The answer never
-    quotes the value (it may be a secret)."""
-    if not _TOKEN.fullmatch(name):
-        return (
-            "its name is not an HTTP token (letters, digits and !#$%&'*+-.^_`|~ only; no "
-            "spaces, colons or line breaks)"
-        )
-    if match := _VALUE_CONTROL.search(value):
-        char = match.group()
-        what = _CONTROL_NAMES.get(char, f"the control character U+{ord(char):04X}")
-        return f"its value contains {what}, which could inject other headers"
-    try:
-        value.encode("latin-1")
-    except UnicodeEncodeError:
-        return "its value has characters outside Latin-1 (percent- or base64-encode them)"
-    return None
 
 
 def _head_fields(fields: dict[str, str]) -> bytes:
@@ -443,7 +402,10 @@ class Pool:
         }
         if self._absolute_form and self._proxy_auth:
             fixed["proxy-authorization"] = self._proxy_auth
+        self._fixed = fixed
         self._head = _head_fields(fixed)
+        self._extra: Mapping[str, str] | None = None  # the last per-request headers, rendered
+        self._extra_head = self._head
 
     @property
     def connections(self) -> int:
@@ -457,15 +419,19 @@ class Pool:
         *,
         read_timeout: float | None,
         connect_timeout: float | None = None,
+        headers: Mapping[str, str] | None = None,
+        method: str = "POST",
     ) -> Response:
         """POST ``body`` to ``url`` (on this pool's origin) and wait for the answer's headers.
-        ``connect_timeout`` (if shorter) replaces the pool's for a new connection."""
+        ``connect_timeout`` (if shorter) replaces the pool's for a new connection; ``headers``
+        are added to (and override) the pool's for this request."""
         target = url if self._absolute_form else _path(url)
         if _TARGET_UNSAFE.search(target):
             raise BadURL(f"{url!r}: the URL contains a space or control character")
-        head = b"POST %s HTTP/1.1\r\n%scontent-length: %d\r\n\r\n" % (
+        head = b"%s %s HTTP/1.1\r\n%scontent-length: %d\r\n\r\n" % (
+            method.encode("ascii"),
             target.encode("latin-1"),
-            self._head,
+            self._head if headers is None else self._head_with(headers),
             len(body),
         )
         conn = await self._acquire(connect_timeout)
@@ -478,6 +444,14 @@ class Pool:
             self.put(conn)
             raise
         return Response(self, conn, read_timeout)
+
+    def _head_with(self, headers: Mapping[str, str]) -> bytes:
+        """The head fields with ``headers`` added: rendered once per headers object (a
+        transport passes the same immutable one on every call)."""
+        if headers is not self._extra:
+            self._extra_head = _head_fields({**self._fixed, **_lower(headers)})
+            self._extra = headers
+        return self._extra_head
 
     async def _acquire(self, connect_timeout: float | None) -> Connection:
         if self._closed:
@@ -615,7 +589,7 @@ def _path(url: str) -> str:
     return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
 
 
-def _lower(headers: dict[str, str]) -> dict[str, str]:
+def _lower(headers: Mapping[str, str]) -> dict[str, str]:
     return {k.lower(): v for k, v in headers.items()}
 
 

@@ -20,6 +20,8 @@ from tether.errors import InvalidRequest, ProviderError, RateLimited, UpstreamEr
 from tether.providers._http import HTTPClient, Target, malformed, parse_json_event
 from tether.providers.base import CallContext
 from tether.providers.pricing import PriceTable
+from tether.providers.transport import Transport
+from tether.providers.transports import transport_for
 from tether.types import (
     Message,
     ModelChunk,
@@ -56,11 +58,20 @@ _SHAPE_ERRORS = (KeyError, IndexError, TypeError, AttributeError, ValueError)
 
 
 class AnthropicProvider:
-    """Anthropic's API: auth headers, base URL and one pooled HTTP client."""
+    """Anthropic's API: auth headers, base URL and the transport its requests go through."""
 
     kind = KIND
 
-    def __init__(self, config: AnthropicProviderConfig, name: str, prices: PriceTable) -> None:
+    def __init__(
+        self,
+        config: AnthropicProviderConfig,
+        name: str,
+        prices: PriceTable,
+        *,
+        transport: Transport | None = None,
+    ) -> None:
+        """``transport``: what requests go through (:mod:`tether.providers.transport`); by
+        default the one ``config.transport`` names. The provider closes it in ``aclose()``."""
         self.name = name
         self.config = config
         self.prices = prices
@@ -75,8 +86,7 @@ class AnthropicProvider:
         self.http = HTTPClient(
             base_url=base.removesuffix("/v1"),
             headers=headers,
-            connect_timeout_s=config.connect_timeout_s,
-            max_connections=config.max_connections,
+            transport=transport or transport_for(config),
             provider=name,
         )
 

@@ -1,8 +1,10 @@
 """The model interface every provider implements and every resilience wrapper wraps.
 
 A :class:`Provider` owns auth, base URL and the HTTP client; it hands out :class:`Model` objects,
-which own the wire format. Wrappers (timeout, retry, breaker, fallback) are Models around Models,
-so they compose: ``Fallback([Retry(Breaker(Timeout(model))), ...])``.
+which own the wire format. Wrappers (timeout, retry, breaker, fallback, and a caller's own:
+``Tether(wrappers=[...])``) are Models around Models, so they compose:
+``Chain([Retry(Breaker(Recorded(Timeout(yours(model))))), ...])``
+(:mod:`tether.resilience.chain`).
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ class CallContext:
 
     trace: Trace
     deadline: float | None = None
-    chain_position: int = 0
 
     def remaining(self) -> float | None:
         """Seconds left before the call's total deadline (never negative), or None."""

@@ -1,4 +1,5 @@
-"""Build providers from config (HTTP and local providers are imported only when declared)."""
+"""Build providers from config (HTTP and local providers are imported only when declared); an
+HTTP provider gets the transport its ``transport`` field names (``default`` or ``lean``)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from tether.config.models import (
 )
 from tether.providers.base import Provider
 from tether.providers.pricing import PriceTable
+from tether.providers.transports import transport_for
 
 
 def build_provider(name: str, config: ProviderConfig, prices: PriceTable) -> Provider:
@@ -21,11 +23,11 @@ def build_provider(name: str, config: ProviderConfig, prices: PriceTable) -> Pro
     if isinstance(config, OpenAIProviderConfig):
         from tether.providers.openai import OpenAIProvider
 
-        return OpenAIProvider(config, name, prices)
+        return OpenAIProvider(config, name, prices, transport=transport_for(config))
     if isinstance(config, AnthropicProviderConfig):
         from tether.providers.anthropic import AnthropicProvider
 
-        return AnthropicProvider(config, name, prices)
+        return AnthropicProvider(config, name, prices, transport=transport_for(config))
     if isinstance(config, ScriptedProviderConfig):
         from tether.providers.scripted import ScriptedProvider
 

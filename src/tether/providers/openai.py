@@ -24,6 +24,8 @@ from tether.providers._http import (
 )
 from tether.providers.base import CallContext
 from tether.providers.pricing import PriceTable
+from tether.providers.transport import Transport
+from tether.providers.transports import transport_for
 from tether.types import (
     Message,
     ModelChunk,
@@ -39,11 +41,20 @@ PATH = "/chat/completions"
 
 
 class OpenAIProvider:
-    """One OpenAI-compatible upstream: auth, base URL and one pooled HTTP client."""
+    """One OpenAI-compatible upstream: auth, base URL and the transport its requests go through."""
 
     kind = KIND
 
-    def __init__(self, config: OpenAIProviderConfig, name: str, prices: PriceTable) -> None:
+    def __init__(
+        self,
+        config: OpenAIProviderConfig,
+        name: str,
+        prices: PriceTable,
+        *,
+        transport: Transport | None = None,
+    ) -> None:
+        """``transport``: what requests go through (:mod:`tether.providers.transport`); by
+        default the one ``config.transport`` names. The provider closes it in ``aclose()``."""
         self.name = name
         self.config = config
         self.prices = prices
@@ -53,8 +64,7 @@ class OpenAIProvider:
         self.http = HTTPClient(
             base_url=config.base_url,
             headers=headers,
-            connect_timeout_s=config.connect_timeout_s,
-            max_connections=config.max_connections,
+            transport=transport or transport_for(config),
             provider=name,
         )
 

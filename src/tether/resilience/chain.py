@@ -1,18 +1,26 @@
 """Compose a feature's resilient model: per upstream ``WithRetry(WithBreaker(Recorded(
-WithTimeout(model))))``, then ``Fallback`` across the chain."""
+WithTimeout(wrappers(model)))))``, then a :class:`Chain` (fallback) across them.
+
+``wrappers`` are a caller's own (``Tether(wrappers=[...])``): each a ``Callable[[Model], Model]``
+applied around every model of the chain, primary and fallbacks, so it sees every attempt (a
+retry too) and is bounded by the attempt's timeout; the first in the list is the outermost.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
 from tether.config.models import BreakerConfig, FeatureConfig, RetryConfig
-from tether.providers.base import Model
+from tether.providers.base import CallContext, Model
 from tether.resilience.breaker import CircuitBreaker, WithBreaker
 from tether.resilience.fallback import Fallback
 from tether.resilience.recorder import Recorded
 from tether.resilience.retry import RetryBudget, WithRetry
 from tether.resilience.timeout import WithTimeout
+from tether.types import ModelChunk, ModelRequest, ModelResponse
+
+Wrapper = Callable[[Model], Model]
 
 
 @dataclass
@@ -34,15 +42,60 @@ class UpstreamHealth:
         return self.budgets[upstream]
 
 
+@dataclass(frozen=True, slots=True)
+class Chain:
+    """A feature's models in fallback order, and itself a Model: the fallback across them
+    from ``start`` on. ``from_position(i)`` is the same chain from position ``i`` (what a guard's
+    ``fallback`` asks for); an answer's ``position`` and every attempt's ``chain_position``
+    count from the primary (0) whatever the start."""
+
+    models: tuple[Model, ...]
+    start: int = 0
+    _fallback: Fallback = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.start < len(self.models):
+            raise ValueError(f"no model at position {self.start} of a chain of {len(self)}")
+        object.__setattr__(self, "_fallback", Fallback(self.models[self.start :], self.start))
+
+    def __len__(self) -> int:
+        return len(self.models)
+
+    @property
+    def name(self) -> str:
+        return self.models[self.start].name
+
+    @property
+    def names(self) -> list[str]:
+        """Every model's name, from the primary on (not only from ``start``)."""
+        return [m.name for m in self.models]
+
+    def from_position(self, position: int) -> Chain:
+        """This chain from ``position`` on (ValueError past its end: check ``len`` first)."""
+        return self if position == self.start else Chain(self.models, position)
+
+    async def complete(self, request: ModelRequest, ctx: CallContext) -> ModelResponse:
+        return await self._fallback.complete(request, ctx)
+
+    def stream(self, request: ModelRequest, ctx: CallContext) -> AsyncIterator[ModelChunk]:
+        return self._fallback.stream(request, ctx)
+
+
 def build_chain(
-    feature: FeatureConfig, resolve: Callable[[str], Model], health: UpstreamHealth
-) -> Model:
+    feature: FeatureConfig,
+    resolve: Callable[[str], Model],
+    health: UpstreamHealth,
+    wrappers: Sequence[Wrapper] = (),
+) -> Chain:
     """``resolve`` turns a ``provider:model`` reference into the provider's bare model."""
     wrapped: list[Model] = []
-    for ref in feature.chain:
-        model: Model = WithTimeout(resolve(ref), feature.timeout_s, feature.first_token_timeout_s)
-        model = Recorded(model, ref)
+    for position, ref in enumerate(feature.chain):
+        model = resolve(ref)
+        for wrapper in reversed(wrappers):
+            model = wrapper(model)
+        model = WithTimeout(model, feature.timeout_s, feature.first_token_timeout_s)
+        model = Recorded(model, ref, position)
         model = WithBreaker(model, health.breaker(model.name, feature.breaker))
         model = WithRetry(model, feature.retry, health.budget(model.name, feature.retry))
         wrapped.append(model)
-    return Fallback(wrapped)
+    return Chain(tuple(wrapped))

@@ -4,11 +4,16 @@ Each model is tried in order; a :class:`~tether.errors.ProviderError` moves on t
 nothing could even be tried because every breaker is open, the chain waits for the shortest
 cooldown if it ends within the call's deadline, instead of failing at once. Streams may move on
 only until their first content chunk.
+
+``first`` is the chain position of ``models[0]`` (a feature's chain from a later position on:
+:meth:`~tether.resilience.chain.Chain.from_position`); an answer says which position gave it
+(``ModelResponse.position``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
@@ -21,6 +26,7 @@ from tether.types import ModelChunk, ModelRequest, ModelResponse
 @dataclass(slots=True)
 class Fallback:
     models: Sequence[Model]
+    first: int = 0
 
     @property
     def name(self) -> str:
@@ -57,12 +63,16 @@ class Fallback:
         while True:
             errors: list[ProviderError] = []
             for i, model in enumerate(self.models):
-                ctx.chain_position = i
                 try:
-                    return await model.complete(request, ctx)
+                    response = await model.complete(request, ctx)
                 except ProviderError as exc:
                     errors.append(exc)
                     self._moving_on(ctx, i, exc)
+                    continue
+                position = self.first + i
+                if response.position == position:
+                    return response
+                return dataclasses.replace(response, position=position)
             if not await self._wait_for_breakers(ctx, errors):
                 raise self._worst(errors)
 
@@ -72,7 +82,6 @@ class Fallback:
         while True:
             errors: list[ProviderError] = []
             for i, model in enumerate(self.models):
-                ctx.chain_position = i
                 source = model.stream(request, ctx)
                 try:
                     return await pull_until_content(source), source

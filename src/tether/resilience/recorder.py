@@ -48,10 +48,12 @@ def _fail(attempt: Attempt, error: BaseException, end_ms: float) -> None:
 @dataclass(slots=True)
 class Recorded:
     """Innermost-but-one wrapper: one :class:`Attempt` per call to the wrapped model.
-    ``upstream`` is the ``provider:model`` reference as the config wrote it."""
+    ``upstream`` is the ``provider:model`` reference as the config wrote it; ``position`` is
+    the model's place in the feature's chain (0: the primary), kept on every attempt."""
 
     inner: Model
     upstream: str = ""
+    position: int = 0
 
     @property
     def name(self) -> str:
@@ -60,7 +62,7 @@ class Recorded:
     def _start(self, ctx: CallContext, streamed: bool) -> Attempt:
         provider, _ = split_name(self.name)
         attempt = ctx.trace.start_attempt(self.name, provider, streamed=streamed)
-        attempt.chain_position = ctx.chain_position
+        attempt.chain_position = self.position
         return attempt
 
     def _failed(self, attempt: Attempt, exc: BaseException, ctx: CallContext) -> BaseException:

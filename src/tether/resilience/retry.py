@@ -41,7 +41,9 @@ class RetryBudget:
                 q.popleft()
 
     def record_call(self) -> None:
-        self._calls.append(self.clock())
+        now = self.clock()
+        self._trim(now)  # else a healthy upstream, never retried, grows the window for ever
+        self._calls.append(now)
 
     def try_spend(self) -> bool:
         now = self.clock()

@@ -4,8 +4,9 @@ SQLAlchemy 2 with Alembic migrations that ship in the package and run from code
 (:meth:`Store.migrate`). Later pillars (reviews, datasets, rollout history) add tables to
 :class:`~tether.store.schema.Base` and a new migration.
 
-The names below are imported on first use, so ``tether.config`` (which needs only
-:class:`StoreConfig`) does not pay for SQLAlchemy and Alembic at import.
+The names below are imported on first use, so importing ``tether.store`` does not pay for
+SQLAlchemy and Alembic. :class:`StoreConfig` is the ``store:`` section's model, which lives with
+the other config models in :mod:`tether.config.store`.
 """
 
 from __future__ import annotations
@@ -14,23 +15,23 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from tether.store.config import StoreConfig, resolve_url
+    from tether.config.store import StoreConfig, resolve_url
     from tether.store.keys import ApiKey, KeyStore, scope_allows
     from tether.store.store import Store
     from tether.store.traces import TraceStore, parse_since
     from tether.store.writer import TraceWriter, WriterStats
 
 _HOMES = {
-    "ApiKey": "keys",
-    "KeyStore": "keys",
-    "Store": "store",
-    "StoreConfig": "config",
-    "TraceStore": "traces",
-    "TraceWriter": "writer",
-    "WriterStats": "writer",
-    "parse_since": "traces",
-    "resolve_url": "config",
-    "scope_allows": "keys",
+    "ApiKey": "tether.store.keys",
+    "KeyStore": "tether.store.keys",
+    "Store": "tether.store.store",
+    "StoreConfig": "tether.config.store",
+    "TraceStore": "tether.store.traces",
+    "TraceWriter": "tether.store.writer",
+    "WriterStats": "tether.store.writer",
+    "parse_since": "tether.store.traces",
+    "resolve_url": "tether.config.store",
+    "scope_allows": "tether.store.keys",
 }
 
 __all__ = [
@@ -51,4 +52,4 @@ def __getattr__(name: str) -> Any:
     home = _HOMES.get(name)
     if home is None:
         raise AttributeError(f"module 'tether.store' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"tether.store.{home}"), name)
+    return getattr(importlib.import_module(home), name)

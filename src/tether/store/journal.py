@@ -10,7 +10,7 @@
 * **A process kill loses nothing.** The line is handed to the kernel with one ``write`` before
   the caller sees its trace id; the kernel keeps it whatever happens to the process. ``fsync``
   (``interval``, ``always``) adds a machine crash to that (see
-  :class:`~tether.store.config.JournalConfig` for each setting's guarantee).
+  :class:`~tether.config.store.JournalConfig` for each setting's guarantee).
 * **Segments, never truncation.** Lines go to the current segment. It is retired when it
   reaches ``segment_bytes`` or when every trace in it is stored; a retired segment is deleted
   once every trace in it is stored. A trace appended while a batch commits is in a segment that
@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tether.store.config import FsyncPolicy, JournalConfig
+from tether.config.store import FsyncPolicy, JournalConfig
 
 TraceDict = dict[str, Any]
 

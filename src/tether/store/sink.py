@@ -14,7 +14,7 @@ import asyncio
 from pathlib import Path
 from types import TracebackType
 
-from tether.store.config import StoreConfig
+from tether.config.store import StoreConfig
 from tether.store.store import Store
 from tether.store.writer import TraceWriter
 from tether.telemetry.trace import Trace

@@ -12,8 +12,8 @@ from types import TracebackType
 
 from sqlalchemy import Engine
 
+from tether.config.store import StoreConfig
 from tether.store import migrate as migrations
-from tether.store.config import StoreConfig
 from tether.store.engine import create_store_engine
 from tether.store.journal import Journal
 from tether.store.keys import KeyStore
@@ -87,7 +87,7 @@ class Store:
         process: a SQLite file, PostgreSQL) batches are written by a child process with its own
         engine, so the caller's event loop never runs database code; otherwise in a thread.
         Unless ``store.journal`` is off (or the database is in memory), the writer keeps a
-        crash journal (see :class:`~tether.store.config.JournalConfig`).
+        crash journal (see :class:`~tether.config.store.JournalConfig`).
         """
         journal = self.journal()
         if process is None:

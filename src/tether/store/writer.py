@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal, Protocol
 
-from tether.store.config import StoreConfig
+from tether.config.store import StoreConfig
 from tether.store.journal import NO_SEGMENT, Journal
 from tether.store.process import WriterProcess
 from tether.telemetry.trace import Trace

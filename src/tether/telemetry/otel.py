@@ -52,7 +52,7 @@ from tether.telemetry.trace import Attempt, Trace, TraceEvent
 
 if TYPE_CHECKING:
     from tether.config.models import TetherConfig
-    from tether.telemetry.config import TelemetryConfig
+    from tether.config.telemetry import TelemetryConfig
 
 SCHEMA_URL = "https://opentelemetry.io/schemas/1.41.0"
 SCOPE = "tether"

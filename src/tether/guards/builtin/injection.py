@@ -33,8 +33,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from tether.config.guards import InjectionOptions
 from tether.guards.base import Finding, GuardContext, Verdict
-from tether.guards.config import InjectionOptions
 
 WINDOW_CHARS = 4096
 # A handful of words is too little evidence for n-gram weights learnt mostly from longer texts:

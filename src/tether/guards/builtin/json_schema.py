@@ -15,9 +15,9 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from tether.config.guards import JsonSchemaOptions
 from tether.errors import ConfigError
 from tether.guards.base import GuardContext, Verdict
-from tether.guards.config import JsonSchemaOptions
 
 
 def candidates(text: str) -> list[str]:

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import re
 
+from tether.config.guards import LeakOptions
 from tether.guards.base import Finding, GuardContext, Verdict
-from tether.guards.config import LeakOptions
 
 ABSOLUTE_SHINGLES = 12
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import math
 import re
 
+from tether.config.guards import ListOptions, MaxLengthOptions
 from tether.guards.base import Finding, GuardContext, Verdict
-from tether.guards.config import ListOptions, MaxLengthOptions
 
 
 def compile_list(options: ListOptions) -> list[tuple[str, re.Pattern[str]]]:

@@ -20,9 +20,9 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
+from tether.config.guards import PII_TYPES, PiiOptions
 from tether.errors import ConfigError
 from tether.guards.base import Finding, GuardContext, Verdict
-from tether.guards.config import PII_TYPES, PiiOptions
 
 # Lengths from the SWIFT IBAN registry; other country codes are accepted at 15-34 characters.
 IBAN_LENGTHS = {

@@ -11,9 +11,9 @@ import math
 import re
 from collections import Counter
 
+from tether.config.guards import SecretsOptions
 from tether.guards.base import Finding, GuardContext, Verdict
 from tether.guards.builtin.pii import resolve_overlaps
-from tether.guards.config import SecretsOptions
 
 
 def known_patterns() -> dict[str, str]:

@@ -27,7 +27,6 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from tether.config.base import Strict
-from tether.guards.base import GuardAction
 
 PII_TYPES = (
     "EMAIL_ADDRESS",
@@ -38,6 +37,9 @@ PII_TYPES = (
     "IP_ADDRESS",
 )
 NER_TYPES = ("PERSON", "LOCATION")
+
+#: What a failing guard does (the guard only gives a verdict; the config names the action).
+GuardAction = Literal["block", "redact", "reask", "fallback", "review", "log"]
 
 
 def _check_regexes(patterns: list[str]) -> list[str]:

@@ -1,0 +1,75 @@
+"""One call on its way through the pipeline (:class:`Call`), and its answer on the way back out
+through the stages (:class:`Answer`)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from tether.providers.base import CallContext
+from tether.telemetry.trace import Trace
+from tether.types import ModelRequest, ModelResponse
+
+if TYPE_CHECKING:
+    from tether.pipeline.feature import CompiledFeature
+    from tether.pipeline.guarding import CallGuards
+    from tether.resilience.chain import Chain
+
+
+@dataclass(slots=True)
+class Answer:
+    """An answer on its way back out through the stages' ``after``.
+
+    ``response`` is the answer as the model (or the stage that answered, e.g. a cache hit) gave
+    it; ``text`` is what the caller gets, ``traced`` what the trace keeps (placeholders in where
+    a guard redacted), ``value`` the typed answer an output guard produced (else None). A stage
+    that changes the answer returns a new one (``dataclasses.replace``)."""
+
+    response: ModelResponse
+    text: str
+    traced: str
+    value: Any = None
+
+    @classmethod
+    def of(cls, response: ModelResponse) -> Answer:
+        return cls(response, response.text, response.text)
+
+
+@dataclass(slots=True)
+class Call:
+    """One call on its way through the pipeline: what its stages read and shape.
+
+    Before the model is called, ``request`` is what it will be asked and ``model`` where (the
+    feature's chain, or the chain from a later position once an input guard said ``fallback``);
+    a stage may replace either. ``ctx`` carries the trace and the call's deadline (a failure
+    feature's call inherits it). ``state`` keeps what a stage needs between its hooks, under a
+    key of its own (e.g. the stage itself). ``entered`` counts the stages whose ``before`` went
+    on: each of them owes an ``after`` or a ``failed`` (the pipeline keeps the count).
+    """
+
+    feature: CompiledFeature
+    trace: Trace
+    request: ModelRequest
+    variables: Mapping[str, Any]
+    model: Chain
+    ctx: CallContext
+    guards: CallGuards | None = None  # this call's guards, once a guard stage ran
+    state: dict[object, Any] = field(default_factory=dict)
+    entered: int = 0
+
+    @classmethod
+    def begin(
+        cls,
+        feature: CompiledFeature,
+        trace: Trace,
+        request: ModelRequest,
+        variables: Mapping[str, Any],
+        deadline: float | None = None,
+    ) -> Call:
+        """A call of ``feature``; its deadline is the feature's, or ``deadline`` (a
+        ``time.monotonic()`` instant: the parent call's) when that comes first."""
+        own = time.monotonic() + feature.config.deadline_s
+        ctx = CallContext(trace, own if deadline is None else min(own, deadline))
+        return cls(feature, trace, request, variables, feature.model, ctx)
