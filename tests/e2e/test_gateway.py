@@ -367,6 +367,12 @@ def test_keys_scope_features(tmp_path: Path, upstream: FaultyUpstream) -> None:
                     model="down", messages=[{"role": "user", "content": "x"}]
                 )
             assert [m.id for m in scoped.models.list()] == ["chat"]
+            card = scoped.models.retrieve("chat")
+            assert (card.id, card.object, card.owned_by) == ("chat", "model", "tether")
+            with pytest.raises(openai.PermissionDeniedError, match="may not call feature"):
+                scoped.models.retrieve("down")
+            with pytest.raises(openai.NotFoundError, match="no feature named 'nope'"):
+                scoped.models.retrieve("nope")
 
 
 def test_several_workers_serve_the_same_features(tmp_path: Path, upstream: FaultyUpstream) -> None:

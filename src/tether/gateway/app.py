@@ -6,6 +6,7 @@ the trace writer started when the app starts (lifespan), and flushed when it sto
 Routes:
     POST /v1/chat/completions       OpenAI wire format; ``model`` names a feature
     GET  /v1/models                 the features the key may call
+    GET  /v1/models/{model_id}      one of them (404 unknown, 403 outside the key's scopes)
     POST /v1/features/{name}/run    native call: variables in, Result out
     GET  /healthz, /readyz          liveness; readiness checks the store
     GET  /metrics                   Prometheus (admin token, when one is set)
@@ -324,8 +325,16 @@ class Routes:
     async def models(self, request: Request) -> Response:
         key = await self.auth.key(request.headers)
         names = [name for name in self.rt.tether.config.features if key is None or key.allows(name)]
-        data = [{"id": n, "object": "model", "created": 0, "owned_by": "tether"} for n in names]
-        return JSONResponse({"object": "list", "data": data})
+        return JSONResponse({"object": "list", "data": [model_card(n) for n in names]})
+
+    async def model(self, request: Request) -> Response:
+        """``GET /v1/models/{model_id}``: one feature the key may call (404 when no feature has
+        that name, 403 when the key's scopes leave it out)."""
+        key = await self.auth.key(request.headers)
+        name = request.path_params["model_id"]
+        self.rt.tether.pipeline.feature(name)  # FeatureNotFound: 404
+        self.auth.check_scope(key, name)
+        return JSONResponse(model_card(name))
 
     async def native_run(self, request: Request) -> Response:
         feature = request.path_params["name"]
@@ -389,6 +398,11 @@ class Routes:
         return Response(json.dumps(row, default=str), media_type="application/json")
 
 
+def model_card(feature: str) -> dict[str, Any]:
+    """A feature as the OpenAI API describes a model."""
+    return {"id": feature, "object": "model", "created": 0, "owned_by": "tether"}
+
+
 def trace_filters(query: Mapping[str, str]) -> dict[str, Any]:
     """``/admin/traces`` query parameters as store filters; InvalidRequest names a bad one."""
     degraded = query.get("degraded")
@@ -422,6 +436,7 @@ def create_app(settings: GatewaySettings, **runtime_options: Any) -> App:
     table = [
         ("POST", "/v1/chat/completions", routes.chat_completions),
         ("GET", "/v1/models", routes.models),
+        ("GET", "/v1/models/{model_id}", routes.model),
         ("POST", "/v1/features/{name}/run", routes.native_run),
         ("GET", "/healthz", routes.healthz),
         ("GET", "/readyz", routes.readyz),

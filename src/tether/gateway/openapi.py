@@ -156,9 +156,26 @@ def _feature_paths(api_key: list[dict[str, list[str]]]) -> dict[str, Any]:
         "security": api_key,
         "responses": {"200": _ok("The features.", "ModelList"), **_errors(401, 403)},
     }
+    model: Operation = {
+        "operationId": "retrieveModel",
+        "summary": "One feature the caller's key may call, as a model.",
+        "tags": ["openai"],
+        "security": api_key,
+        "parameters": [
+            {
+                "name": "model_id",
+                "in": "path",
+                "required": True,
+                "description": "A feature name.",
+                "schema": {"type": "string", "minLength": 1},
+            }
+        ],
+        "responses": {"200": _ok("The feature.", "ModelCard"), **_errors(401, 403, 404)},
+    }
     return {
         "/v1/chat/completions": {"post": chat},
         "/v1/models": {"get": models},
+        "/v1/models/{model_id}": {"get": model},
         "/v1/features/{name}/run": {"post": run},
     }
 
