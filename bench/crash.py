@@ -200,33 +200,30 @@ def run(backend: str, url: str, args: argparse.Namespace, upstream: FaultyUpstre
         return lost_total == 0 and check.startswith("ok")
 
 
-def postgres_schema(base: str) -> tuple[str, str]:
-    """A fresh schema on ``base``: (its URL, its name)."""
+def admin_connection(base: str) -> psycopg.Connection[tuple[object, ...]]:
+    """An autocommit connection to the database ``base`` names (for schema DDL)."""
     parsed = make_url(base)
-    schema = f"tether_crash_{secrets.token_hex(4)}"
-    with psycopg.connect(
+    return psycopg.connect(
         host=parsed.host or "127.0.0.1",
         port=parsed.port or 5432,
         user=parsed.username or "postgres",
         password=parsed.password or None,
         dbname=parsed.database or "test",
         autocommit=True,
-    ) as admin:
+    )
+
+
+def postgres_schema(base: str) -> tuple[str, str]:
+    """A fresh schema on ``base``: (its URL, its name)."""
+    schema = f"tether_crash_{secrets.token_hex(4)}"
+    with admin_connection(base) as admin:
         admin.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-    url = parsed.update_query_dict({"options": f"-csearch_path={schema}"})
+    url = make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
     return url.render_as_string(hide_password=False), schema
 
 
 def drop_schema(base: str, schema: str) -> None:
-    parsed = make_url(base)
-    with psycopg.connect(
-        host=parsed.host or "127.0.0.1",
-        port=parsed.port or 5432,
-        user=parsed.username or "postgres",
-        password=parsed.password or None,
-        dbname=parsed.database or "test",
-        autocommit=True,
-    ) as admin:
+    with admin_connection(base) as admin:
         admin.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
 
 

@@ -6,9 +6,9 @@ import sys
 
 import pytest
 
-from tests.postgres import pg_url, postgres
+from tests.postgres import pg_url, postgres, store_url
 
-__all__ = ["pg_url", "postgres"]
+__all__ = ["pg_url", "postgres", "store_url"]
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

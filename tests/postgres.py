@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -84,3 +85,12 @@ def pg_url(postgres: str) -> Iterator[str]:
     finally:
         with admin_connect() as admin:
             admin.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each test runs twice: on a SQLite file in ``tmp_path``, and on a fresh PostgreSQL
+    schema (``pg_url``)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/traces.db"
+    return str(request.getfixturevalue("pg_url"))

@@ -38,13 +38,6 @@ def upstream() -> Iterator[FaultyUpstream]:
         yield up
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/traces.db"
-    return str(request.getfixturevalue("pg_url"))
-
-
 async def acknowledged(gateway: GatewayProcess, count: int) -> set[str]:
     """Send ``count`` calls, 8 at a time, half of them streamed; the trace ids of the 200s."""
     ids: set[str] = set()

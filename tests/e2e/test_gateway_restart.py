@@ -41,13 +41,6 @@ def upstream() -> Iterator[FaultyUpstream]:
         yield up
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/traces.db"
-    return str(request.getfixturevalue("pg_url"))
-
-
 def test_traces_survive_a_restart(tmp_path: Path, upstream: FaultyUpstream, store_url: str) -> None:
     config = tmp_path / "tether.yaml"
     config.write_text(CONFIG.format(up=upstream.base_url, gone=refused_base_url(), store=store_url))

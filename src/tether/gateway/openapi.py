@@ -156,7 +156,16 @@ def _feature_paths(api_key: list[dict[str, list[str]]]) -> dict[str, Any]:
         "security": api_key,
         "responses": {"200": _ok("The features.", "ModelList"), **_errors(401, 403)},
     }
-    model: Operation = {
+    return {
+        "/v1/chat/completions": {"post": chat},
+        "/v1/models": {"get": models},
+        "/v1/models/{model_id}": {"get": _retrieve_model(api_key)},
+        "/v1/features/{name}/run": {"post": run},
+    }
+
+
+def _retrieve_model(api_key: list[dict[str, list[str]]]) -> Operation:
+    return {
         "operationId": "retrieveModel",
         "summary": "One feature the caller's key may call, as a model.",
         "tags": ["openai"],
@@ -171,12 +180,6 @@ def _feature_paths(api_key: list[dict[str, list[str]]]) -> dict[str, Any]:
             }
         ],
         "responses": {"200": _ok("The feature.", "ModelCard"), **_errors(401, 403, 404)},
-    }
-    return {
-        "/v1/chat/completions": {"post": chat},
-        "/v1/models": {"get": models},
-        "/v1/models/{model_id}": {"get": model},
-        "/v1/features/{name}/run": {"post": run},
     }
 
 
