@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import ssl
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,10 +18,10 @@ import pytest
 
 from tests.integration.test_transport import Reply, answer, read_request, server
 from tests.integration.test_transport_security import (
-    _certificate,
     _server_context,
     connect_proxy,
 )
+from tests.integration.test_transport_security import cert_files as cert_files  # the fixture
 from tether.config import parse_config
 from tether.providers._aiohttp import AiohttpTransport
 from tether.providers._lean import LeanTransport
@@ -394,16 +394,6 @@ class Certs:
     right: ssl.SSLContext  # localhost and api.example.test
     wrong: ssl.SSLContext  # wrong.example
     cafile: Path  # trusts both
-
-
-@pytest.fixture(scope="module")
-def cert_files(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
-    folder = tmp_path_factory.mktemp("tls")
-    right = _certificate(folder, "localhost", "DNS:localhost,DNS:api.example.test")
-    wrong = _certificate(folder, "wrong.example", "DNS:wrong.example")
-    cafile = folder / "both.pem"
-    cafile.write_bytes(right[0].read_bytes() + wrong[0].read_bytes())
-    yield {"cert": right[0], "key": right[1], "wcert": wrong[0], "wkey": wrong[1], "ca": cafile}
 
 
 @pytest.fixture
