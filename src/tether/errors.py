@@ -8,6 +8,7 @@ Every error tether raises is a :class:`TetherError`. The tree::
     │   ├── FeatureNotFound      no feature of that name
     │   ├── MissingVariable      the feature's prompt needs a variable the call did not pass
     │   ├── KeyNotFound          no API key matches the id or prefix given
+    │   ├── ResponseNotFound     no stored response of that id for this API key
     │   ├── PayloadTooLarge      the request body is over the gateway's limit
     │   └── UnsupportedMediaType the request body is not sent as application/json
     ├── AuthenticationFailed     no API key, or an unknown / revoked one
@@ -17,11 +18,14 @@ Every error tether raises is a :class:`TetherError`. The tree::
     │   ├── RateLimited          upstream said 429 (carries retry_after_s)
     │   ├── UpstreamError        bad status, refused connection, malformed body or stream
     │   ├── CircuitOpen          the upstream's breaker is open; the call was not sent
-    │   └── StreamInterrupted    a stream broke after content reached the caller
+    │   ├── StreamInterrupted    a stream broke after content reached the caller
+    │   └── CapabilityUnavailable no model of the chain can honour what the request needs
     ├── GuardBlocked             a guard refused the input or output
     ├── BudgetExceeded           a token / cost / latency / rate budget would be exceeded
     ├── ReviewRequired           the answer is held for a human reviewer
     └── FeatureFailed            every path failed and the feature's on_failure says raise
+        └── StructuredOutputUnavailable  only the failure path was left, the request needs
+                                 structured output or a tool call, and no respond_json fits
 
 Each error has a stable machine-readable ``reason`` (used as the ``reason`` of a degraded result
 and, in the gateway, mapped to the OpenAI error envelope in exactly one place) and a message that
@@ -75,6 +79,13 @@ class KeyNotFound(InvalidRequest):
     """No API key matches the id or prefix given."""
 
     reason = "key_not_found"
+
+
+class ResponseNotFound(InvalidRequest):
+    """No stored Responses API answer has that id for the calling API key (never stored,
+    ``store: false``, or stored by another key: the caller cannot tell which)."""
+
+    reason = "response_not_found"
 
 
 class PayloadTooLarge(InvalidRequest):
@@ -164,6 +175,21 @@ class StreamInterrupted(ProviderError):
     retryable = False
 
 
+class CapabilityUnavailable(ProviderError):
+    """No model left in the feature's chain can honour what the request needs (``tools``, a
+    ``json_schema``, image, audio or file parts, ``logprobs``): each lacking one was skipped,
+    without an attempt (trace event ``fallback_skipped``). ``missing`` names what was lacking.
+    Declare a model that has it, or correct ``providers.NAME.capabilities`` if the table is
+    wrong."""
+
+    reason = "capability_unavailable"
+    retryable = False
+
+    def __init__(self, message: str, *, missing: list[str] | None = None, **kw: object) -> None:
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+        self.missing = list(missing or [])
+
+
 class GuardBlocked(TetherError):
     """A guard refused the input or the output. ``guard`` names it, ``stage`` says where."""
 
@@ -195,3 +221,18 @@ class FeatureFailed(TetherError):
     def __init__(self, message: str, *, cause: TetherError) -> None:
         super().__init__(message, reason=cause.reason)
         self.cause = cause
+
+
+class StructuredOutputUnavailable(FeatureFailed):
+    """The model could not answer, the request needs structured output or a tool call
+    (``response_format`` ``json_schema`` / ``json_object``, or ``tools`` with ``tool_choice``
+    ``required`` or a named function), and the feature declares no ``on_failure.respond_json``
+    that fits the request's schema: a free-text failure answer would only make the caller's
+    parser fail and retry. The gateway answers 424 ``structured_output_unavailable``; declare
+    a schema-valid ``respond_json`` to answer such requests degraded instead."""
+
+    reason = "structured_output_unavailable"
+
+    def __init__(self, message: str, *, cause: TetherError) -> None:
+        super().__init__(message, cause=cause)
+        self.reason = "structured_output_unavailable"

@@ -11,6 +11,7 @@ Tether(config, stages=[...], wrappers=[...], variant_picker=...)   # the pipelin
 
 with SyncTether.from_config("tether.yaml") as tether:     # same names, no event loop needed
     print(tether.run("assistant", variables={"message": "Hi"}).output)
+    vectors = tether.embed("search", ["first text", "second"]).vectors   # a kind: embedding feature
 """
 
 from __future__ import annotations
@@ -30,11 +31,14 @@ from tether.config.loader import ConfigProblems, SourceMap, load_located
 from tether.config.models import FeatureConfig, TetherConfig, split_model_ref
 from tether.errors import ConfigError
 from tether.guards.registry import build_guard
+from tether.pipeline import embedding
+from tether.pipeline.embedding import EmbeddingResult
 from tether.pipeline.feature import CompiledFeature, template_environment
 from tether.pipeline.pipeline import Pipeline
 from tether.pipeline.result import Result, StreamChunk
 from tether.pipeline.stages import Stage, VariantPicker
 from tether.providers.base import Model, Provider
+from tether.providers.capabilities import EVERYTHING, Capabilities, CapabilityTable
 from tether.providers.factory import build_provider
 from tether.providers.pricing import PriceTable
 from tether.resilience.chain import UpstreamHealth, Wrapper, build_chain
@@ -104,6 +108,7 @@ class Tether:
         self._sink: TraceSink = FanOut(*sinks) if len(sinks) > 1 else self.traces
         self._providers: dict[str, Provider] = dict(providers or {})
         self._prices = prices
+        self._capability_table: CapabilityTable | None = None
         self._pipeline: Pipeline | None = None
         self._stages = tuple(stages)
         self._wrappers = tuple(wrappers)
@@ -152,6 +157,20 @@ class Tether:
         provider, model = split_model_ref(ref)
         return self.provider(provider).model(model)
 
+    def capabilities(self, ref: str) -> Capabilities:
+        """What the model ``ref`` (``provider:model``) can honour: the packaged model table for
+        its provider's kind, with the provider's ``capabilities`` from the config over it (a
+        provider only passed in ``providers=`` honours everything)."""
+        provider, model = split_model_ref(ref)
+        declared = self.config.providers.get(provider)
+        if declared is None:
+            return EVERYTHING
+        if self._capability_table is None:
+            self._capability_table = CapabilityTable.load()
+        found = self._capability_table.lookup(declared.kind, model)
+        flags = declared.capabilities.get(model)
+        return found if flags is None else found.refined(flags.model_dump())
+
     @property
     def pipeline(self) -> Pipeline:
         return self.compile()
@@ -164,7 +183,9 @@ class Tether:
             compiled: dict[str, CompiledFeature] = {}
             for name, feature in self.config.features.items():
                 try:
-                    chain = build_chain(feature, self._resolve, self.health, self._wrappers)
+                    chain = build_chain(
+                        feature, self._resolve, self.health, self._wrappers, self.capabilities
+                    )
                     compiled[name] = CompiledFeature.compile(
                         name, feature, chain, env, self._stages
                     )
@@ -222,6 +243,32 @@ class Tether:
                 yield chunk
         finally:
             await chunks.aclose()  # stopping early closes the model's stream and ends the trace
+
+    async def embed(
+        self,
+        feature: str,
+        inputs: str | list[str],
+        *,
+        dimensions: int | None = None,
+        user: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        on_start: OnStart | None = None,
+    ) -> EmbeddingResult:
+        """Embed ``inputs`` (a text, or a list: one vector each, in order) with an embedding
+        feature (``kind: embedding``): its input guards, its model chain, its failure path
+        (``on_failure: {feature: ...}`` answers degraded), one trace.
+
+        ``dimensions`` asks for shorter vectors (text-embedding-3 models, the local and
+        scripted providers). Raises InvalidRequest for a chat feature or an empty text, and
+        FeatureFailed when every model failed and the feature says ``raise``."""
+        pipeline = self.pipeline
+        texts = [inputs] if isinstance(inputs, str) else list(inputs)
+        call = embedding.start(
+            pipeline, feature, texts, dimensions=dimensions, user=user, metadata=metadata
+        )
+        if on_start is not None:
+            on_start(call.call.trace)
+        return await embedding.run(pipeline, call)
 
     async def aclose(self) -> None:
         """Store every trace handed over (when storing), then release the providers."""
@@ -335,6 +382,22 @@ class SyncTether:
                     return
         finally:
             self._submit(agen.aclose())
+
+    def embed(
+        self,
+        feature: str,
+        inputs: str | list[str],
+        *,
+        dimensions: int | None = None,
+        user: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> EmbeddingResult:
+        """:meth:`Tether.embed`, without an event loop."""
+        call = self.tether.embed(
+            feature, inputs, dimensions=dimensions, user=user, metadata=metadata
+        )
+        result: EmbeddingResult = self._submit(call)
+        return result
 
     def close(self) -> None:
         if self._loop is None:

@@ -51,19 +51,31 @@ features:
     model: fake:m
     retry: {{max_attempts: 1}}
     on_failure: {{raise: true}}
+  vectors:
+    kind: embedding
+    model: up:text-embedding-3-small
+    fallbacks: [fake:vectors]
+    retry: {{max_attempts: 1}}
+    on_failure: {{raise: true}}
 store:
   url: "sqlite:///traces.db"
 """
 ADMIN_TOKEN = "admin-secret-for-schemathesis"
 FEATURE = "assistant"  # the key's scope, and the name in the document's examples
-FEATURES = (FEATURE, "strict")  # "strict" answers and fails in turn, and raises: 200s and 424s
+# "strict" answers and fails in turn, and raises: 200s and 424s; "vectors" embeds (a chat call
+# to it, or an embedding call to the others, is a 400)
+FEATURES = (FEATURE, "strict", "vectors")
 EXAMPLES = 25  # per operation and generation mode: about 500 requests in all, ~20 s
 POSITIVE, NEGATIVE = schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE
 
 
 # operations whose only input is a free path segment with optional auth: every non-empty string
 # is valid, so there is no invalid request to generate (hypothesis finds none)
-NOTHING_INVALID = {("GET", "/v1/models/{model_id}")}
+NOTHING_INVALID = {
+    ("GET", "/v1/models/{model_id}"),
+    ("GET", "/v1/responses/{response_id}"),
+    ("DELETE", "/v1/responses/{response_id}"),
+}
 
 
 def operations(*modes: schemathesis.GenerationMode) -> list[Any]:

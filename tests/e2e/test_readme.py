@@ -6,12 +6,18 @@ cache makes this take about a minute); the test command is checked to be what CI
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+import yaml
+
+from .gateway_server import GatewayProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -103,3 +109,61 @@ def test_sdk_examples_run_as_written(tmp_path: Path) -> None:
         )
         assert done.returncode == 0, done.stderr[-2000:]
         assert done.stdout.strip()
+
+
+GATEWAY_SECTION = "Serve it: the OpenAI-compatible gateway"
+README_PORT = "127.0.0.1:8080"
+
+
+def fenced_under(heading: str, language: str) -> list[str]:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]
+    return re.findall(rf"```{language}\n(.*?)```", section, re.S)
+
+
+@pytest.mark.local_model
+def test_gateway_examples_run_as_written(tmp_path: Path) -> None:
+    """The gateway section's curl and ``openai`` examples, against ``tether serve`` on the
+    config `tether init` writes plus the section's embedding feature (the embedded model)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    init = subprocess.run(
+        [sys.executable, "-m", "tether", "init", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+    )
+    assert init.returncode == 0, init.stderr
+    config_path = tmp_path / "tether.yaml"
+    config = yaml.safe_load(config_path.read_text())
+    (snippet,) = fenced_under(GATEWAY_SECTION, "yaml")  # a feature, beside `assistant`
+    config["features"].update(yaml.safe_load(snippet))
+    config_path.write_text(yaml.safe_dump(config))
+    curls = [b for b in fenced_under(GATEWAY_SECTION, "bash") if README_PORT in b]
+    scripts = [b for b in fenced_under(GATEWAY_SECTION, "python") if README_PORT in b]
+    assert len(curls) == 2 and len(scripts) == 3  # responses, embeddings; chat, responses, ...
+    with GatewayProcess(config_path, env=env) as gateway:
+        here = f"127.0.0.1:{gateway.port}"
+        for block in curls:
+            done = subprocess.run(
+                ["bash", "-c", block.replace(README_PORT, here)],
+                capture_output=True,
+                text=True,
+                timeout=300,
+                check=False,
+            )
+            assert done.returncode == 0, done.stderr[-2000:]
+            answer = json.loads(done.stdout)
+            assert answer.get("error") is None and answer["tether"]["degraded"] is False, answer
+        for block in scripts:
+            done = subprocess.run(
+                [sys.executable, "-c", block.replace(README_PORT, here)],
+                cwd=tmp_path,
+                capture_output=True,
+                text=True,
+                timeout=300,
+                check=False,
+                env=env,
+            )
+            assert done.returncode == 0, done.stderr[-2000:]
+            assert done.stdout.strip()

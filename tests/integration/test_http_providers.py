@@ -614,7 +614,7 @@ async def test_server_survives_garbage_and_routes_unknown_paths(
         raw.sendall(b"NONSENSE\r\n\r\n")
         assert raw.recv(100) == b""  # dropped, not crashed
     async with httpx.AsyncClient() as client:
-        missing = await client.post(upstream.base_url + "/embeddings", json={})
+        missing = await client.post(upstream.base_url + "/audio/speech", json={})
         models = await client.get(upstream.base_url + "/models")
     assert missing.status_code == 404 and models.json()["object"] == "list"
     assert (await call(make_model("openai"), "complete")).text

@@ -139,3 +139,50 @@ def test_origins_are_normalized() -> None:
     for bad in ("app.example.com", "https://a.example/path", "ftp://a.example", "null"):
         with pytest.raises(ValueError, match="not an origin"):
             normalize_origin(bad)
+
+
+def parts_chat(*content: object, **fields: object) -> wire.ChatRequest:
+    messages = [{"role": "user", "content": list(content)}]
+    return wire.ChatRequest.model_validate({"model": "a", "messages": messages, **fields})
+
+
+def test_content_parts_are_kept_with_a_text_view() -> None:
+    image = {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}
+    asked = wire.to_model_request(parts_chat({"type": "text", "text": "Look: "}, image), {})
+    (message,) = asked.messages
+    assert message.content == "Look: "
+    assert message.parts == [{"type": "text", "text": "Look: "}, image]
+    text_only = wire.to_model_request(
+        parts_chat({"type": "text", "text": "a"}, {"type": "text", "text": "b"}), {}
+    )
+    assert text_only.messages[0].content == "ab" and text_only.messages[0].parts is None
+
+
+@pytest.mark.parametrize(
+    ("part", "param"),
+    [
+        ({"type": "image_url", "image_url": {}}, "messages.0.content.0.image_url"),
+        ({"type": "input_audio", "input_audio": "x"}, "messages.0.content.0.input_audio"),
+        ({"type": "text", "text": 3}, "messages.0.content.0.text"),
+        ({"type": "video"}, "messages.0.content.0.type"),
+    ],
+)
+def test_a_malformed_part_is_named(part: dict[str, object], param: str) -> None:
+    with pytest.raises(InvalidRequest) as info:
+        wire.to_model_request(parts_chat(part), {})
+    assert info.value.param == param
+
+
+def test_the_limit_keeps_its_name_and_developer_its_role() -> None:
+    body = {"model": "a", "messages": [{"role": "developer", "content": "Be brief."}]}
+    asked = wire.to_model_request(
+        wire.ChatRequest.model_validate({**body, "max_completion_tokens": 9}), {}
+    )
+    assert asked.max_tokens == 9 and asked.max_tokens_field == "max_completion_tokens"
+    assert asked.messages[0].role == "developer"
+    sent = openai.request_body("o3", asked, stream=False)
+    assert sent["max_completion_tokens"] == 9 and "max_tokens" not in sent
+    assert sent["messages"][0]["role"] == "developer"
+    plain = wire.to_model_request(wire.ChatRequest.model_validate({**body, "max_tokens": 9}), {})
+    assert plain.max_tokens_field == "max_tokens"
+    assert openai.request_body("gpt-4o", plain, stream=False)["max_tokens"] == 9

@@ -30,7 +30,25 @@ def test_bundled_json_is_per_million_tokens() -> None:
     assert data["unit"] == "USD per 1M tokens"
     for kind, models in data["models"].items():
         for name, price in models.items():
-            assert 0 < price["input"] <= price["output"] < 1000, (kind, name)
+            if name.startswith("text-embedding-"):  # input tokens only
+                assert 0 < price["input"] < 1 and price["output"] == 0, (kind, name)
+            else:
+                assert 0 < price["input"] <= price["output"] < 1000, (kind, name)
+
+
+@pytest.mark.parametrize(
+    ("model", "per_million"),
+    [
+        ("text-embedding-3-small", 0.02),
+        ("text-embedding-3-large", 0.13),
+        ("text-embedding-ada-002", 0.10),
+    ],
+)
+def test_embedding_models_are_priced_by_input_tokens(
+    table: PriceTable, model: str, per_million: float
+) -> None:
+    usage = Usage(input_tokens=1_000_000, output_tokens=0)
+    assert table.cost("openai", model, usage) == pytest.approx(per_million)
 
 
 OPENAI = "gpt-4o gpt-4o-mini gpt-4.1 gpt-4.1-mini gpt-4.1-nano o3-mini o4-mini gpt-3.5-turbo"

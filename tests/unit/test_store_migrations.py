@@ -20,7 +20,7 @@ def test_migrations_ship_in_the_package_without_alembic_ini() -> None:
     assert (folder / "env.py").is_file()
     assert sorted(p.name for p in (folder / "versions").glob("0*.py"))[0].startswith("0001_")
     assert not list(folder.parent.glob("alembic.ini"))
-    assert head_revision() == "0002"
+    assert head_revision() == "0003"
 
 
 def test_open_migrates_to_head_and_again_is_a_no_op(tmp_path: Path) -> None:

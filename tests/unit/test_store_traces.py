@@ -198,7 +198,12 @@ def test_parse_since_iso_and_errors() -> None:
 def test_jsonable() -> None:
     assert jsonable({"a": (1, 2.5, None, True)}) == {"a": [1, 2.5, None, True]}
     assert jsonable({3: float("-inf")}) == {"3": None}
-    assert jsonable(Usage(1, 2)) == {"input_tokens": 1, "output_tokens": 2}
+    assert jsonable(Usage(1, 2)) == {
+        "input_tokens": 1,
+        "output_tokens": 2,
+        "cached_input_tokens": 0,
+        "reasoning_tokens": 0,
+    }
 
 
 def test_row_columns_are_the_tables_columns() -> None:

@@ -54,7 +54,12 @@ def test_same_shape_keys_and_values_as_asdict() -> None:
         nested = got["metadata"].get("nested")
         if nested is not None:  # container types are kept exactly as asdict kept them
             assert type(nested["pair"]) is tuple and type(nested["point"]) is Point
-            assert got["metadata"]["usage"] == {"input_tokens": 3, "output_tokens": 4}
+            assert got["metadata"]["usage"] == {
+                "input_tokens": 3,
+                "output_tokens": 4,
+                "cached_input_tokens": 0,
+                "reasoning_tokens": 0,
+            }
 
 
 def test_the_view_is_a_snapshot() -> None:

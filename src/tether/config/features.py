@@ -7,7 +7,8 @@ strings.
 
 from __future__ import annotations
 
-from typing import Literal
+import json
+from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
@@ -17,7 +18,8 @@ from tether.config.guards import GuardsConfig
 ON_FAILURE_HINT = (
     "every feature must declare what users get when the model is unavailable, e.g. "
     'on_failure: {respond: "Sorry, I can\'t answer right now."} '
-    "(or {feature: other-feature}, or {raise: true})"
+    "(and respond_json: VALUE for requests that need tools or structured output; "
+    "or {feature: other-feature}, or {raise: true})"
 )
 
 
@@ -61,20 +63,52 @@ class BreakerConfig(Strict):
 
 
 class OnFailureConfig(Strict):
-    """The designed failure path: a static response, another feature, or raise."""
+    """The designed failure path: a static answer, another feature, or raise.
+
+    The static answer is ``respond`` (a text, for plain requests) and/or ``respond_json`` (a
+    JSON value, for requests that need structured output or a tool call: ``response_format``
+    ``json_schema`` / ``json_object``, or ``tools`` with ``tool_choice`` ``required`` or a named
+    function). Such a request gets ``respond_json`` (as the content, or as the arguments of the
+    tool call), checked against the request's schema when it is called; never the ``respond``
+    text, which its parser could not read. Without ``respond_json`` it gets the error
+    ``structured_output_unavailable`` instead. A plain request to a feature that only declares
+    ``respond_json`` gets that value as JSON text."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     respond: str | None = None
+    respond_json: Any = Field(
+        default=None,
+        description="The failure answer (any JSON value) to requests that need structured "
+        "output or a tool call; set it alongside respond.",
+    )
     feature: str | None = None
     raise_: bool = Field(default=False, alias="raise")
 
+    @field_validator("respond_json")
+    @classmethod
+    def _json_value(cls, value: Any) -> Any:
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(
+                f"respond_json must be a JSON value ({exc}); quote dates, times and other "
+                "values YAML reads as something else"
+            ) from None
+        return value
+
+    @property
+    def static(self) -> bool:
+        """Whether the failure path is a static answer (``respond`` and/or ``respond_json``)."""
+        return self.respond is not None or self.respond_json is not None
+
     @model_validator(mode="after")
     def _exactly_one(self) -> OnFailureConfig:
-        chosen = [self.respond is not None, self.feature is not None, self.raise_]
+        chosen = [self.static, self.feature is not None, self.raise_]
         if sum(chosen) != 1:
             raise ValueError(
-                "on_failure takes exactly one of respond: TEXT, feature: NAME or raise: true"
+                "on_failure takes exactly one of respond: TEXT (and/or respond_json: VALUE), "
+                "feature: NAME or raise: true"
             )
         return self
 
@@ -94,8 +128,33 @@ class TraceCaptureConfig(Strict):
     )
 
 
+FeatureKind = Literal["chat", "embedding"]
+
+
+class ForwardConfig(Strict):
+    """Which of a caller's request fields go upstream as they were sent: ``user`` (the end
+    user's id, which OpenAI uses for abuse monitoring; Anthropic gets it as
+    ``metadata.user_id``) and ``metadata`` (OpenAI's stored-completion tags; tether keeps both
+    on the trace either way)."""
+
+    user: bool = True
+    metadata: bool = False
+
+
 class FeatureConfig(Strict):
+    """One feature. ``kind: embedding`` makes it an embedding feature (``/v1/embeddings``,
+    ``Tether.embed``): texts in, vectors out, through its model chain (fallbacks, timeouts,
+    retries, breakers), its input guards and its trace; it has no prompt, no output guards and
+    no static answer (``on_failure`` is ``raise`` or another embedding ``feature``)."""
+
     description: str | None = None
+    kind: FeatureKind = "chat"
+    aliases: list[str] = Field(
+        default_factory=list,
+        description="other names the gateway and the SDK accept for this feature (e.g. "
+        "gpt-4o-mini, for clients that check model names); key scopes name the feature",
+    )
+    forward: ForwardConfig = Field(default_factory=ForwardConfig)
     prompt: PromptConfig = Field(default_factory=PromptConfig)
     model: str
     fallbacks: list[str] = Field(default_factory=list)
@@ -116,12 +175,45 @@ class FeatureConfig(Strict):
         split_model_ref(v)
         return v
 
+    @field_validator("aliases")
+    @classmethod
+    def _alias_names(cls, v: list[str]) -> list[str]:
+        for alias in v:
+            if not alias or ":" in alias or alias != alias.strip():
+                raise ValueError(
+                    f"aliases: {alias!r} cannot be a name (no ':' -- it separates a variant --, "
+                    "no surrounding spaces, not empty)"
+                )
+        return v
+
     @field_validator("fallbacks")
     @classmethod
     def _fallback_refs(cls, v: list[str]) -> list[str]:
         for ref in v:
             split_model_ref(ref)
         return v
+
+    @model_validator(mode="after")
+    def _embedding_shape(self) -> FeatureConfig:
+        if self.kind != "embedding":
+            return self
+        if self.on_failure.static:
+            raise ValueError(
+                "on_failure.respond: an embedding feature cannot answer with a text; use "
+                "on_failure: {raise: true} or {feature: another-embedding-feature}"
+            )
+        if self.guards.output:
+            raise ValueError(
+                "guards.output: an embedding feature's answer is vectors, which output guards "
+                "cannot check; remove them (input guards check every input text)"
+            )
+        unused = sorted({"prompt", "max_tokens", "temperature"} & self.model_fields_set)
+        if unused:
+            raise ValueError(
+                f"{unused[0]}: an embedding feature embeds the caller's texts as they are, "
+                "with no prompt or sampling; remove it"
+            )
+        return self
 
     @property
     def chain(self) -> list[str]:

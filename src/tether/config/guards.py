@@ -291,11 +291,13 @@ class GuardSpec(Strict):
         for role in v:
             if role not in INPUT_ROLES:
                 raise ValueError(f"roles: unknown role {role!r}; use {', '.join(INPUT_ROLES)}")
-        # a gateway caller's developer messages are system messages by the time guards run
+        # developer is the same as system (checks_role maps it)
         return sorted({"system" if r == "developer" else r for r in v}, key=INPUT_ROLES.index)
 
     def checks_role(self, role: str | None) -> bool:
         """Whether this (input) guard checks a message of ``role`` (None: not a message)."""
+        if role == "developer":
+            role = "system"  # OpenAI's newer name for it
         return self.roles is None or role is None or role in self.roles
 
     @model_validator(mode="after")

@@ -87,6 +87,7 @@ class TetherConfig(Strict):
 
     @model_validator(mode="after")
     def _references(self) -> TetherConfig:
+        self._check_aliases()
         for fname, feature in self.features.items():
             for i, ref in enumerate(feature.chain):
                 provider, _ = split_model_ref(ref)
@@ -98,7 +99,28 @@ class TetherConfig(Strict):
                         f"which is not declared under providers (declared: {known})"
                     )
             self._check_failure_chain(fname)
+            other = feature.on_failure.feature
+            if other is not None and self.features[other].kind != feature.kind:
+                raise ValueError(
+                    f"features.{fname}.on_failure.feature: {other!r} is a "
+                    f"{self.features[other].kind} feature and {fname!r} a {feature.kind} one; "
+                    f"name a {feature.kind} feature"
+                )
         return self
+
+    def _check_aliases(self) -> None:
+        """An alias names one feature: not another feature's name, nor another's alias."""
+        owner: dict[str, str] = {}
+        for fname, feature in self.features.items():
+            for alias in feature.aliases:
+                taken = alias if alias in self.features else owner.get(alias)
+                if taken is not None and taken != fname:
+                    what = "the name" if alias in self.features else "an alias"
+                    raise ValueError(
+                        f"features.{fname}.aliases: {alias!r} is already {what} of feature "
+                        f"{taken!r}; an alias names one feature"
+                    )
+                owner[alias] = fname
 
     def _check_failure_chain(self, start: str) -> None:
         seen = [start]

@@ -41,6 +41,30 @@ Headers = Annotated[dict[str, str], AfterValidator(_sendable_headers)]
 ApiKey = Annotated[SecretStr | None, AfterValidator(_sendable_api_key)]
 
 
+class CapabilityFlags(Strict):
+    """What one model can honour, where the packaged table (``tether/data/models.json``) is
+    wrong or silent: only the flags given change. A chain skips a model lacking what a request
+    needs (trace event ``fallback_skipped``)."""
+
+    tools: bool | None = None
+    json_schema: bool | None = None
+    json_object: bool | None = None
+    vision: bool | None = None
+    audio: bool | None = None
+    files: bool | None = None
+    logprobs: bool | None = None
+
+
+Capabilities = Annotated[
+    dict[str, CapabilityFlags],
+    Field(
+        default_factory=dict,
+        description="Per model name: capability flags that override the packaged model table, "
+        "e.g. {llama3.1: {vision: false}}.",
+    ),
+]
+
+
 class LocalProviderConfig(Strict):
     """The embedded SmolLM2-135M-Instruct model (llama.cpp, CPU). Needs ``tether[local]``."""
 
@@ -51,6 +75,12 @@ class LocalProviderConfig(Strict):
     n_ctx: int = Field(default=2048, ge=256)
     n_threads: int | None = Field(default=None, ge=1)
     max_concurrency: int = Field(default=1, ge=1, le=8)
+    capabilities: Capabilities
+    embedding_model_path: str | None = Field(
+        default=None,
+        description="A GGUF file for embedding features; default: model_path (the embedded "
+        "SmolLM2, mean-pooled).",
+    )
 
 
 class OpenAIProviderConfig(Strict):
@@ -59,6 +89,7 @@ class OpenAIProviderConfig(Strict):
     model_config = ConfigDict(hide_input_in_errors=True)  # api_key and headers hold secrets
 
     kind: Literal["openai"]
+    capabilities: Capabilities
     base_url: str = "https://api.openai.com/v1"
     api_key: ApiKey = None
     headers: Headers = Field(default_factory=dict)
@@ -77,6 +108,7 @@ class AnthropicProviderConfig(Strict):
     model_config = ConfigDict(hide_input_in_errors=True)  # api_key and headers hold secrets
 
     kind: Literal["anthropic"]
+    capabilities: Capabilities
     base_url: str = "https://api.anthropic.com"
     api_key: ApiKey = None
     anthropic_version: Annotated[str, AfterValidator(_sendable_value)] = "2023-06-01"
@@ -109,8 +141,12 @@ class ScriptedProviderConfig(Strict):
     """A test double: answers from a script, cycling through ``replies``."""
 
     kind: Literal["scripted"]
+    capabilities: Capabilities
     replies: list[ScriptedReplyConfig] = Field(
         default_factory=lambda: [ScriptedReplyConfig(text="scripted reply")]
+    )
+    dimensions: int = Field(
+        default=8, ge=1, le=4096, description="Length of the vectors embedding calls get."
     )
 
 

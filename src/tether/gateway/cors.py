@@ -19,7 +19,7 @@ from tether.config.gateway import CorsConfig, normalize_origin
 from tether.errors import PermissionDenied
 from tether.gateway.asgi import Handler
 
-METHODS = "GET, HEAD, POST"
+METHODS = "GET, HEAD, POST, DELETE"
 EXPOSED = "x-tether-trace-id, x-tether-overhead-ms, x-tether-degraded"
 _HEADER_LIST = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+(\s*,\s*[A-Za-z0-9!#$%&'*+.^_`|~-]+)*$")
 

@@ -4,7 +4,11 @@
 
 ``code`` is tether's stable ``reason``. 5xx means tether itself is broken; everything the caller
 or an upstream did maps to a 4xx (a failed upstream normally never gets here: the feature's
-failure path answers instead, unless the feature says ``on_failure: {raise: true}``).
+failure path answers instead, unless the feature says ``on_failure: {raise: true}``: 424). A
+request that needs structured output or a tool call, when only the failure path was left and
+the feature has no ``respond_json`` for it, is 424 too, with code
+``structured_output_unavailable`` and ``x-should-retry: false`` (tether already retried and
+fell back within the call; the OpenAI SDKs do not retry a 424 and honour that header).
 """
 
 from __future__ import annotations
@@ -22,7 +26,9 @@ from tether.errors import (
     PayloadTooLarge,
     PermissionDenied,
     RateLimited,
+    ResponseNotFound,
     ReviewRequired,
+    StructuredOutputUnavailable,
     TetherError,
     UnsupportedMediaType,
 )
@@ -30,6 +36,7 @@ from tether.errors import (
 # (error class, HTTP status, OpenAI error type), most specific first
 STATUS_MAP: tuple[tuple[type[TetherError], int, str], ...] = (
     (FeatureNotFound, 404, "invalid_request_error"),
+    (ResponseNotFound, 404, "invalid_request_error"),
     (PayloadTooLarge, 413, "invalid_request_error"),
     (UnsupportedMediaType, 415, "invalid_request_error"),
     (MissingVariable, 422, "invalid_request_error"),
@@ -51,6 +58,13 @@ def status_for(error: TetherError) -> tuple[int, str]:
         if isinstance(error, cls):
             return status, kind
     return 500, "internal_error"
+
+
+def advice_headers(error: TetherError) -> dict[str, str]:
+    """Headers that tell a client what to do about ``error``."""
+    if isinstance(error, StructuredOutputUnavailable):
+        return {"x-should-retry": "false"}
+    return {}
 
 
 def envelope(error: TetherError) -> tuple[int, dict[str, Any]]:

@@ -22,7 +22,10 @@ from tether._version import __version__
 from tether.gateway import wire
 from tether.gateway.asgi import Handler
 from tether.gateway.auth import ADMIN_TOKEN_ENV
+from tether.gateway.completions import CompletionRequest
+from tether.gateway.embeddings import EmbeddingsRequest
 from tether.gateway.responses import RESPONSE_MODELS
+from tether.gateway.responses_wire import ResponsesRequest
 
 OPENAPI_PATH = "/openapi.json"
 SCHEMAS = "#/components/schemas/"
@@ -41,14 +44,18 @@ ERRORS: Mapping[int, tuple[str, str]] = {
         "The key may not call this feature, the admin token is wrong or admin "
         "endpoints are disabled, or (local mode) the request is not from this machine.",
     ),
-    404: ("NotFound", "No such feature (or trace)."),
+    404: ("NotFound", "No such feature (or trace, or stored response)."),
     409: ("Conflict", "The answer is held for human review (`review_required`)."),
     413: ("PayloadTooLarge", "The body is larger than `gateway.max_body_bytes`."),
     415: ("UnsupportedMediaType", "The body is not sent as `application/json`."),
     422: ("UnprocessableEntity", "A variable the feature's prompt needs is missing."),
     424: (
         "FailedDependency",
-        "Every upstream failed and the feature says `on_failure: {raise: true}`.",
+        "Every upstream failed and the feature says `on_failure: {raise: true}`; or only the "
+        "failure path was left and the request needs structured output or a tool call "
+        "(`response_format` `json_schema` / `json_object`, `tool_choice` `required` or a named "
+        "function) that the feature's `on_failure.respond_json` cannot give (code "
+        "`structured_output_unavailable`, sent with `x-should-retry: false`).",
     ),
     429: ("TooManyRequests", "A budget or rate limit was hit."),
 }
@@ -62,6 +69,9 @@ def _component_schemas() -> dict[str, Any]:
     models: list[tuple[type[BaseModel], JsonSchemaMode]] = [
         (wire.ChatRequest, "validation"),
         (wire.NativeRunRequest, "validation"),
+        (CompletionRequest, "validation"),
+        (EmbeddingsRequest, "validation"),
+        (ResponsesRequest, "validation"),
         *((model, "serialization") for model in RESPONSE_MODELS),
     ]
     _, top = models_json_schema(models, ref_template=SCHEMAS + "{model}")
@@ -117,9 +127,15 @@ def _feature_paths(api_key: list[dict[str, list[str]]]) -> dict[str, Any]:
     call_errors = _errors(400, 401, 403, 404, 409, 413, 415, 422, 424, 429)
     chat: Operation = {
         "operationId": "createChatCompletion",
-        "summary": "OpenAI chat completions; `model` names a feature (or `feature:variant`).",
+        "summary": "OpenAI chat completions; `model` names a feature (or `feature:variant`, "
+        "or one of the feature's `aliases`).",
         "description": f"`{wire.VARIABLES_FIELD}` (an object) adds variables to the "
-        "feature's prompt template; the last user message is its `message`.",
+        "feature's prompt template; the last user message is its `message`. Content parts "
+        "(`text`, `image_url`, `input_audio`, `file`) and `developer` messages reach the "
+        "upstream as sent; `max_completion_tokens` goes up under that name. `n` (1 to "
+        f"{wire.MAX_CHOICES}) runs the feature `n` times, each run guarded and traced "
+        "(`tether.trace_ids`); streamed, each choice's chunks carry its `index`. The answer's "
+        "`model` is the model that answered, as its upstream named it.",
         "tags": ["openai"],
         "security": api_key,
         "requestBody": _json_body(
@@ -159,9 +175,135 @@ def _feature_paths(api_key: list[dict[str, list[str]]]) -> dict[str, Any]:
     return {
         "/v1/chat/completions": {"post": chat},
         "/v1/models": {"get": models},
+        "/v1/completions": {"post": _completions(api_key, call_errors)},
+        "/v1/embeddings": {"post": _embeddings(api_key)},
+        "/v1/responses": {"post": _responses(api_key, call_errors)},
+        "/v1/responses/{response_id}": _stored_response(api_key),
         "/v1/models/{model_id}": {"get": _retrieve_model(api_key)},
         "/v1/features/{name}/run": {"post": run},
     }
+
+
+def _sse(description: str, event: dict[str, Any]) -> dict[str, Any]:
+    """A ``text/event-stream`` response whose ``data`` is ``event`` as JSON, or ``[DONE]``."""
+    data = {"anyOf": [{"const": "[DONE]"}, {"contentMediaType": JSON, "contentSchema": event}]}
+    return {
+        "text/event-stream": {
+            "schema": {
+                "description": description,
+                "type": "object",
+                "required": ["data"],
+                "properties": {"data": data},
+            }
+        }
+    }
+
+
+def _completions(api_key: list[dict[str, list[str]]], errors: dict[str, Any]) -> Operation:
+    event = {"anyOf": [_ref("TextCompletion"), _ref("StreamError")]}
+    stream = _sse(
+        "With `stream: true`, each event: a `text_completion` piece, then `[DONE]`; a stream "
+        "that breaks after its first token ends with an `error` event.",
+        event,
+    )
+    return {
+        "operationId": "createCompletion",
+        "summary": "OpenAI (legacy) completions: the `prompt` is the user message of a "
+        "feature's call (`model` names the feature, or `feature:variant`).",
+        "description": "Runs exactly like a chat request with one user message. Several "
+        "prompts, token-id prompts, `echo`, `suffix`, `best_of` and `n` above 1 are refused "
+        f"(400 naming the field). `{wire.VARIABLES_FIELD}` (an object) adds variables to the "
+        "feature's prompt template; the prompt is its `message`.",
+        "tags": ["openai"],
+        "security": api_key,
+        "requestBody": _json_body("CompletionRequest", {"model": "assistant", "prompt": "Hi!"}),
+        "responses": {
+            "200": _ok("The answer (degraded answers say so).", "TextCompletion", **stream),
+            **errors,
+        },
+    }
+
+
+def _embeddings(api_key: list[dict[str, list[str]]]) -> Operation:
+    return {
+        "operationId": "createEmbedding",
+        "summary": "OpenAI embeddings; `model` names an embedding feature (`kind: embedding`).",
+        "description": "Each text goes through the feature's input guards, model chain and "
+        "failure path; the vectors come back in input order. Token-id arrays are refused (400); "
+        "so is a chat feature (400 naming its kind). `encoding_format: base64` sends each "
+        "vector as little-endian float32 bytes in base64, as OpenAI does.",
+        "tags": ["openai"],
+        "security": api_key,
+        "requestBody": _json_body(
+            "EmbeddingsRequest", {"model": "search-embed", "input": ["first text", "second"]}
+        ),
+        "responses": {
+            "200": _ok("The embeddings (degraded answers say so).", "EmbeddingList"),
+            **_errors(400, 401, 403, 404, 413, 415, 424, 429),
+        },
+    }
+
+
+def _responses(api_key: list[dict[str, list[str]]], errors: dict[str, Any]) -> Operation:
+    event = {"contentMediaType": JSON, "contentSchema": _ref("ResponseStreamEvent")}
+    stream = {
+        "text/event-stream": {
+            "schema": {
+                "description": "With `stream: true`: events with an `event:` line naming "
+                "their `type`, numbered by `sequence_number`, ending with `response.completed` "
+                "(or `response.incomplete`); a stream that breaks after its first token ends "
+                "with an `error` event.",
+                "type": "object",
+                "required": ["data"],
+                "properties": {"event": {"type": "string"}, "data": event},
+            }
+        }
+    }
+    return {
+        "operationId": "createResponse",
+        "summary": "OpenAI Responses API; `model` names a feature (or `feature:variant`).",
+        "description": "`input` (a string or message, `function_call` and "
+        "`function_call_output` items) runs through the feature like a chat request; "
+        "`instructions` is a developer message after the feature's own system prompt; "
+        "`text.format` asks for structured output. Unless `store: false` the response is "
+        "stored before it is returned, and `previous_response_id` continues it (only with the "
+        "API key that stored it; 404 `response_not_found` otherwise). Hosted tools, `prompt` "
+        "and `conversation` are refused (400 naming the field).",
+        "tags": ["openai"],
+        "security": api_key,
+        "requestBody": _json_body("ResponsesRequest", {"model": "assistant", "input": "Hi!"}),
+        "responses": {
+            "200": _ok("The response (degraded answers say so).", "ResponseObject", **stream),
+            **errors,
+        },
+    }
+
+
+def _stored_response(api_key: list[dict[str, list[str]]]) -> dict[str, Operation]:
+    parameter = {
+        "name": "response_id",
+        "in": "path",
+        "required": True,
+        "description": "The response's `id` (`resp_...`).",
+        "schema": {"type": "string", "minLength": 1},
+    }
+    get: Operation = {
+        "operationId": "retrieveResponse",
+        "summary": "A stored response, for the API key that stored it.",
+        "tags": ["openai"],
+        "security": api_key,
+        "parameters": [parameter],
+        "responses": {"200": _ok("The response.", "ResponseObject"), **_errors(401, 404)},
+    }
+    delete: Operation = {
+        "operationId": "deleteResponse",
+        "summary": "Delete a stored response (only the API key that stored it can).",
+        "tags": ["openai"],
+        "security": api_key,
+        "parameters": [parameter],
+        "responses": {"200": _ok("Deleted.", "ResponseDeleted"), **_errors(401, 404)},
+    }
+    return {"get": get, "delete": delete}
 
 
 def _retrieve_model(api_key: list[dict[str, list[str]]]) -> Operation:

@@ -40,17 +40,31 @@ class TetherFacts(BaseModel):
     variant: str
     upstream: str | None = Field(description="The upstream that answered, `provider:model`.")
     cost_usd: float
+    trace_ids: list[str] | None = Field(
+        default=None, description="With `n` > 1: the trace of each choice, in order."
+    )
+
+
+class PromptTokensDetails(BaseModel):
+    cached_tokens: int = Field(description="Input tokens the upstream served from its cache.")
+
+
+class CompletionTokensDetails(BaseModel):
+    reasoning_tokens: int = Field(description="Output tokens the model spent reasoning.")
 
 
 class CompletionUsage(BaseModel):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+    prompt_tokens_details: PromptTokensDetails | None = None
+    completion_tokens_details: CompletionTokensDetails | None = None
 
 
 class AssistantMessage(BaseModel):
     role: Literal["assistant"]
     content: str | None
+    refusal: str | None = Field(default=None, description="The model's refusal, if it refused.")
     tool_calls: list[WireToolCall] | None = None
 
 
@@ -58,6 +72,9 @@ class Choice(BaseModel):
     index: int
     message: AssistantMessage
     finish_reason: str
+    logprobs: dict[str, Any] | None = Field(
+        default=None, description="The upstream's logprobs (ask with `logprobs: true`)."
+    )
 
 
 class ChatCompletion(BaseModel):
@@ -66,8 +83,12 @@ class ChatCompletion(BaseModel):
     id: str
     object: Literal["chat.completion"]
     created: int
-    model: str = Field(description="The feature, as the request named it.")
-    choices: list[Choice]
+    model: str = Field(
+        description="The model that answered, as its upstream named it (the feature, as the "
+        "request named it, when no model answered)."
+    )
+    system_fingerprint: str | None = None
+    choices: list[Choice] = Field(description="One per `n` (each a run of the feature).")
     usage: CompletionUsage
     tether: TetherFacts
 
@@ -75,6 +96,7 @@ class ChatCompletion(BaseModel):
 class ChunkDelta(BaseModel):
     role: Literal["assistant"] | None = None
     content: str | None = None
+    refusal: str | None = None
     tool_calls: list[dict[str, Any]] | None = Field(
         default=None, description="Tool-call pieces: `index`, then `id`, `type`, `function`."
     )
@@ -84,6 +106,7 @@ class ChunkChoice(BaseModel):
     index: int
     delta: ChunkDelta
     finish_reason: str | None
+    logprobs: dict[str, Any] | None = None
 
 
 class ChatCompletionChunk(BaseModel):
@@ -95,6 +118,7 @@ class ChatCompletionChunk(BaseModel):
     object: Literal["chat.completion.chunk"]
     created: int
     model: str
+    system_fingerprint: str | None = None
     choices: list[ChunkChoice]
     usage: CompletionUsage | None = None
     tether: TetherFacts | None = None
@@ -104,6 +128,35 @@ class StreamError(BaseModel):
     """The event that ends a stream that broke after its first token (the SDKs raise on it)."""
 
     error: ErrorDetail
+    tether: TetherFacts | None = None
+
+
+class CompletionLogprobs(BaseModel):
+    tokens: list[str]
+    token_logprobs: list[float | None]
+    top_logprobs: list[dict[str, float | None] | None]
+    text_offset: list[int]
+
+
+class TextChoice(BaseModel):
+    text: str
+    index: int
+    logprobs: CompletionLogprobs | None
+    finish_reason: str | None
+
+
+class TextCompletion(BaseModel):
+    """``POST /v1/completions``: without ``stream``, the answer; with it, each event (the last
+    one before ``[DONE]`` has ``finish_reason`` and ``tether``; with
+    ``stream_options.include_usage`` a final event has ``usage`` and no choices)."""
+
+    id: str
+    object: Literal["text_completion"]
+    created: int
+    model: str = Field(description="The model that answered (the feature when none did).")
+    choices: list[TextChoice]
+    usage: CompletionUsage | None = None
+    system_fingerprint: str | None = None
     tether: TetherFacts | None = None
 
 
@@ -119,6 +172,125 @@ class ModelList(BaseModel):
 
     object: Literal["list"]
     data: list[ModelCard]
+
+
+class EmbeddingUsage(BaseModel):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class Embedding(BaseModel):
+    object: Literal["embedding"]
+    index: int
+    embedding: list[float] | str = Field(
+        description="The vector: floats, or with `encoding_format: base64` its little-endian "
+        "float32 bytes in base64."
+    )
+
+
+class EmbeddingList(BaseModel):
+    """``POST /v1/embeddings``: one embedding per input, in order."""
+
+    object: Literal["list"]
+    data: list[Embedding]
+    model: str = Field(description="The model that answered, as its upstream named it.")
+    usage: EmbeddingUsage
+    tether: TetherFacts
+
+
+class OutputText(BaseModel):
+    type: Literal["output_text"]
+    text: str
+    annotations: list[Any]
+    logprobs: list[Any] = Field(default_factory=list)
+
+
+class OutputRefusal(BaseModel):
+    type: Literal["refusal"]
+    refusal: str
+
+
+class OutputMessage(BaseModel):
+    """An answer's text (and the model's refusal, when it refused)."""
+
+    type: Literal["message"]
+    id: str
+    status: Literal["completed", "incomplete", "in_progress"]
+    role: Literal["assistant"]
+    content: list[OutputText | OutputRefusal]
+
+
+class OutputFunctionCall(BaseModel):
+    """A tool call the model asks for; answer it with a ``function_call_output`` input item
+    carrying the same ``call_id``."""
+
+    type: Literal["function_call"]
+    id: str
+    call_id: str
+    name: str
+    arguments: str = Field(description="The arguments, as a JSON text.")
+    status: Literal["completed", "incomplete", "in_progress"]
+
+
+class ResponseUsage(BaseModel):
+    input_tokens: int
+    input_tokens_details: dict[str, int] = Field(description="`cached_tokens`: served from cache.")
+    output_tokens: int
+    output_tokens_details: dict[str, int] = Field(description="`reasoning_tokens`.")
+    total_tokens: int
+
+
+class ResponseObject(BaseModel):
+    """``POST /v1/responses`` without ``stream`` (and ``GET /v1/responses/{response_id}``):
+    the OpenAI ``response`` object. ``store`` says whether it was stored (for
+    ``previous_response_id``)."""
+
+    model_config = ConfigDict(extra="allow")
+    id: str
+    object: Literal["response"]
+    created_at: int
+    status: Literal["completed", "incomplete", "in_progress"]
+    error: dict[str, Any] | None
+    incomplete_details: dict[str, Any] | None
+    instructions: str | None
+    max_output_tokens: int | None
+    model: str = Field(description="The model that answered (the feature when none did).")
+    output: list[OutputMessage | OutputFunctionCall]
+    parallel_tool_calls: bool
+    previous_response_id: str | None
+    reasoning: dict[str, Any] | None
+    store: bool
+    temperature: float | None
+    text: dict[str, Any]
+    tool_choice: Any
+    tools: list[dict[str, Any]]
+    top_p: float | None
+    truncation: str
+    usage: ResponseUsage | None
+    user: str | None
+    metadata: dict[str, str]
+    tether: TetherFacts | None = None
+
+
+class ResponseDeleted(BaseModel):
+    """``DELETE /v1/responses/{response_id}``."""
+
+    id: str
+    object: Literal["response.deleted"]
+    deleted: Literal[True]
+
+
+class ResponseStreamEvent(BaseModel):
+    """One event of a streamed response (``event:`` names its ``type``): ``response.created``,
+    ``response.in_progress``, ``response.output_item.added``, ``response.content_part.added``,
+    ``response.output_text.delta``, ``response.output_text.done``,
+    ``response.content_part.done``, ``response.function_call_arguments.delta`` / ``.done``,
+    ``response.output_item.done``, then ``response.completed`` (or ``response.incomplete``)
+    carrying the whole response; or ``error`` when the stream broke after its first token."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str
+    sequence_number: int
 
 
 class Usage(BaseModel):
@@ -205,7 +377,12 @@ RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
     ChatCompletion,
     ChatCompletionChunk,
     StreamError,
+    TextCompletion,
     ModelList,
+    EmbeddingList,
+    ResponseObject,
+    ResponseStreamEvent,
+    ResponseDeleted,
     RunResult,
     Health,
     Readiness,

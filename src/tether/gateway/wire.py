@@ -4,9 +4,14 @@ Requests are validated: known fields strictly, numbers finite. Of the fields the
 knows but tether does not model, only those that tune how the model answers pass through to
 the provider (:data:`PASSED_FIELDS`); fields that would replace or add to what the feature and
 tether build (the prompt, the model, the stream) are refused (:data:`REFUSED_FIELDS`), and any
-other field is dropped and named on the trace. Responses and stream chunks are built in the
-exact shape the ``openai`` SDK parses, with tether's own facts under an extra ``tether`` key
-that clients may ignore.
+other field is dropped and named on the trace. What the caller sent is kept as sent: content
+parts (``text``, ``image_url``, ``input_audio``, ``file``: :attr:`~tether.types.Message.parts`,
+with the text parts joined as ``content`` for what reads only text), ``developer`` messages,
+the name of the output limit (``max_completion_tokens``). Responses and stream chunks are built
+in the exact shape the ``openai`` SDK parses, with the model that answered as ``model``
+(:func:`answering_model`), the upstream's ``logprobs``, ``refusal``, ``system_fingerprint`` and
+cached / reasoning token counts, and tether's own facts under an extra ``tether`` key that
+clients may ignore.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
@@ -125,6 +131,9 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
+MAX_CHOICES = 8  # ``n``: each choice is one more run of the feature
+
+
 class ChatRequest(BaseModel):
     """``POST /v1/chat/completions``. ``model`` names a feature, or ``feature:variant``."""
 
@@ -138,7 +147,7 @@ class ChatRequest(BaseModel):
     max_completion_tokens: int | None = Field(default=None, ge=1)
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, ge=0, le=1)
-    n: int | None = Field(default=None, ge=1, le=1)
+    n: int | None = Field(default=None, ge=1, le=MAX_CHOICES)
     stop: Annotated[str | list[str] | None, BeforeValidator(_finite_number)] = None
     tools: Annotated[list[dict[str, Any]] | None, FINITE] = None
     tool_choice: Json = None
@@ -247,29 +256,57 @@ def passed_extra(chat: ChatRequest) -> tuple[dict[str, Any], list[str]]:
     return passed, dropped
 
 
-def _text(content: str | list[dict[str, Any]] | None) -> str | None:
+PART_TYPES = frozenset({"text", "image_url", "input_audio", "file"})
+_PART_FIELDS = {"image_url": "url", "input_audio": "data", "file": None}
+
+
+def _content(
+    content: str | list[dict[str, Any]] | None, where: str
+) -> tuple[str | None, list[dict[str, Any]] | None]:
+    """A message's text view, and its parts as sent when one of them is not text (image,
+    audio, file); ``where`` names the message in errors (``messages.2.content``)."""
     if content is None or isinstance(content, str):
-        return content
-    parts = []
-    for part in content:
-        if part.get("type") != "text":
+        return content, None
+    texts: list[str] = []
+    media = False
+    for n, part in enumerate(content):
+        kind = part.get("type")
+        if kind not in PART_TYPES:
             raise InvalidRequest(
-                f"message content parts of type {part.get('type')!r} are not supported; "
-                "send text parts"
+                f"{where}.{n}.type: content parts of type {kind!r} are not supported; send "
+                "text, image_url, input_audio or file parts",
+                param=f"{where}.{n}.type",
             )
-        parts.append(str(part.get("text", "")))
-    return "".join(parts)
+        if kind == "text":
+            text = part.get("text")
+            if not isinstance(text, str):
+                raise InvalidRequest(
+                    f"{where}.{n}.text: a text part needs a string", param=f"{where}.{n}.text"
+                )
+            texts.append(text)
+            continue
+        media = True
+        body = part.get(kind)
+        needed = _PART_FIELDS[kind]
+        if not isinstance(body, dict) or (needed is not None and not body.get(needed)):
+            shape = f'{{"{needed}": "..."}}' if needed else "an object"
+            raise InvalidRequest(
+                f"{where}.{n}.{kind}: a {kind} part needs {shape}", param=f"{where}.{n}.{kind}"
+            )
+    return "".join(texts), (list(content) if media else None)
 
 
 def to_model_request(chat: ChatRequest, extra: dict[str, Any]) -> ModelRequest:
     """The caller's conversation and options; ``extra`` from :func:`passed_extra`."""
     messages = []
-    for m in chat.messages:
+    for i, m in enumerate(chat.messages):
         calls = [ToolCall(c.id, c.function.name, c.function.arguments) for c in m.tool_calls or []]
-        role = "system" if m.role == "developer" else m.role
-        messages.append(Message(role, _text(m.content), calls or None, m.tool_call_id, m.name))
+        text, parts = _content(m.content, f"messages.{i}.content")
+        messages.append(Message(m.role, text, calls or None, m.tool_call_id, m.name, parts))
     stop = [chat.stop] if isinstance(chat.stop, str) else chat.stop
+    completion_field = chat.max_completion_tokens is not None
     return ModelRequest(
+        max_tokens_field="max_completion_tokens" if completion_field else "max_tokens",
         messages=messages,
         max_tokens=chat.max_completion_tokens or chat.max_tokens,
         temperature=chat.temperature,
@@ -297,18 +334,40 @@ def template_variables(chat: ChatRequest) -> dict[str, Any]:
 
 
 def last_user_text(chat: ChatRequest) -> str:
-    for m in reversed(chat.messages):
+    for i in range(len(chat.messages) - 1, -1, -1):
+        m = chat.messages[i]
         if m.role == "user":
-            return _text(m.content) or ""
+            return _content(m.content, f"messages.{i}.content")[0] or ""
     return ""
 
 
-def wire_usage(usage: Usage) -> dict[str, int]:
+def answering_model(result: Result, feature: str) -> str:
+    """The response's ``model`` field: the model that answered, as its upstream named it
+    (``gpt-4o-mini-2024-07-18``), else the model part of ``provider:model``; ``feature`` (the
+    name the caller sent) when no model answered (the static failure answer)."""
+    if result.response_model:
+        return result.response_model
+    if result.model:
+        return result.model.partition(":")[2] or result.model
+    return feature
+
+
+def wire_usage(usage: Usage) -> dict[str, Any]:
+    """Usage as OpenAI reports it (cached input and reasoning tokens in the details)."""
     return {
         "prompt_tokens": usage.input_tokens,
         "completion_tokens": usage.output_tokens,
         "total_tokens": usage.total_tokens,
+        "prompt_tokens_details": {"cached_tokens": usage.cached_input_tokens},
+        "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
     }
+
+
+def summed_usage(results: Sequence[Result]) -> Usage:
+    total = Usage()
+    for result in results:
+        total = total + result.usage
+    return total
 
 
 def tether_facts(result: Result) -> dict[str, Any]:
@@ -322,24 +381,50 @@ def tether_facts(result: Result) -> dict[str, Any]:
     }
 
 
-def completion(result: Result, model: str) -> dict[str, Any]:
-    message: dict[str, Any] = {"role": "assistant", "content": result.output}
+def _choice(index: int, result: Result) -> dict[str, Any]:
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": result.output,
+        "refusal": result.refusal,
+    }
     if result.tool_calls:
         message["tool_calls"] = [
             {"id": t.id, "type": t.type, "function": {"name": t.name, "arguments": t.arguments}}
             for t in result.tool_calls
         ]
         message["content"] = result.output or None
+    if result.refusal is not None and not result.output:
+        message["content"] = None
     return {
-        "id": f"chatcmpl-{result.trace_id}",
+        "index": index,
+        "message": message,
+        "finish_reason": result.finish_reason or "stop",
+        "logprobs": result.logprobs,
+    }
+
+
+def completion(results: Result | Sequence[Result], requested: str) -> dict[str, Any]:
+    """A ``chat.completion``: one choice per result (``n``), ``model`` the model that answered
+    the first (``requested``, the name the caller sent, when none did), usage summed; tether's
+    facts are the first result's (``degraded`` when any is, ``trace_ids`` all of them)."""
+    results = [results] if isinstance(results, Result) else list(results)
+    first = results[0]
+    facts = tether_facts(first)
+    if len(results) > 1:
+        facts["trace_ids"] = [r.trace_id for r in results]
+        degraded = next((r for r in results if r.degraded), None)
+        if degraded is not None:
+            facts["degraded"], facts["reason"] = True, degraded.reason
+        facts["cost_usd"] = sum(r.cost_usd for r in results)
+    return {
+        "id": f"chatcmpl-{first.trace_id}",
         "object": "chat.completion",
         "created": int(time.time()),
-        "model": model,
-        "choices": [
-            {"index": 0, "message": message, "finish_reason": result.finish_reason or "stop"}
-        ],
-        "usage": wire_usage(result.usage),
-        "tether": tether_facts(result),
+        "model": answering_model(first, requested),
+        "system_fingerprint": first.system_fingerprint,
+        "choices": [_choice(i, r) for i, r in enumerate(results)],
+        "usage": wire_usage(summed_usage(results)),
+        "tether": facts,
     }
 
 
@@ -348,19 +433,31 @@ def chunk(
     model: str,
     delta: dict[str, Any] | None = None,
     finish_reason: str | None = None,
+    *,
+    index: int = 0,
+    logprobs: Any = None,
+    system_fingerprint: str | None = None,
     **extra: Any,
 ) -> dict[str, Any]:
-    choices = (
-        [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish_reason}]
-    )
-    return {
+    """A ``chat.completion.chunk``: ``delta`` for choice ``index`` (None: no choice, e.g. the
+    usage chunk), with the delta's ``logprobs`` when it has some."""
+    choices: list[dict[str, Any]] = []
+    if delta is not None:
+        choice = {"index": index, "delta": delta, "finish_reason": finish_reason}
+        if logprobs is not None:
+            choice["logprobs"] = logprobs
+        choices.append(choice)
+    out: dict[str, Any] = {
         "id": f"chatcmpl-{trace_id}",
         "object": "chat.completion.chunk",
         "created": int(time.time()),
         "model": model,
         "choices": choices,
-        **extra,
     }
+    if system_fingerprint is not None:
+        out["system_fingerprint"] = system_fingerprint
+    out.update(extra)
+    return out
 
 
 def tool_delta(calls: list[ToolCallDelta]) -> list[dict[str, Any]]:

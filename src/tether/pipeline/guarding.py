@@ -7,8 +7,9 @@ the runner (built once per feature) plus this call's :class:`~tether.guards.Guar
 input guards redacted). It decides
 
 * **what input guards check**: every message the caller supplies, whatever its role (system,
-  developer -- the gateway makes it system --, user, assistant, tool): its content (text parts
-  joined) and each tool call's arguments, each text checked on its own, after the feature's
+  developer, user, assistant, tool): its content (or, for a message with image, audio or file
+  parts, each of its text parts: the verdict's part is ``parts.N.text``) and each tool call's
+  arguments, each text checked on its own, after the feature's
   template was rendered (so ``Q: {{ message }}`` is checked as ``Q: <the message>``). Tool
   results and retrieved documents are where indirect injection arrives, so they are checked
   too. Only the feature's own system prompt is not (``CompiledFeature.own_messages``: the
@@ -33,7 +34,7 @@ input guards redacted). It decides
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tether.errors import GuardBlocked
 from tether.guards import GuardContext, GuardedStream, GuardOutcome, GuardRunner
@@ -188,8 +189,12 @@ class CallGuards:
         ctx = self.ctx
         ctx.role, ctx.message_index = message.role, index
         fallback: GuardOutcome | None = None
-        content = message.content
-        if content:
+        content, parts = message.content, message.parts
+        if parts is not None:
+            parts, fallback = await self._check_parts(parts)
+            if parts is not message.parts:
+                content = "".join(p["text"] for p in parts if p.get("type") == "text")
+        elif content:
             ctx.part = "content"
             outcome = await self.runner.acheck_input(content, ctx)
             self._note_pii(outcome)
@@ -208,9 +213,39 @@ class CallGuards:
                 fallback = outcome
             if outcome.text != call.arguments:
                 calls[n] = dataclasses.replace(call, arguments=outcome.text)
-        if content == message.content and calls == (message.tool_calls or []):
+        if (
+            content == message.content
+            and parts is message.parts
+            and calls == (message.tool_calls or [])
+        ):
             return message, fallback
-        return dataclasses.replace(message, content=content, tool_calls=calls or None), fallback
+        changed = dataclasses.replace(
+            message, content=content, tool_calls=calls or None, parts=parts
+        )
+        return changed, fallback
+
+    async def _check_parts(
+        self, parts: list[dict[str, Any]]
+    ) -> tuple[list[dict[str, Any]], GuardOutcome | None]:
+        """A message's text parts (next to its images, audio or files), each checked on its
+        own (``part`` on the verdict: ``parts.N.text``); the parts as the model may see them
+        (the same list when nothing changed) and the first ``fallback`` verdict."""
+        ctx, out = self.ctx, parts
+        fallback: GuardOutcome | None = None
+        for n, part in enumerate(parts):
+            text = part.get("text") if part.get("type") == "text" else None
+            if not isinstance(text, str) or not text:
+                continue
+            ctx.part = f"parts.{n}.text"
+            outcome = await self.runner.acheck_input(text, ctx)
+            self._note_pii(outcome)
+            outcome.raise_for_decision()
+            if outcome.decision == "fallback" and fallback is None:
+                fallback = outcome
+            if outcome.text != text:
+                out = list(out) if out is parts else out
+                out[n] = {**part, "text": outcome.text}
+        return out, fallback
 
     def _note_pii(self, outcome: GuardOutcome) -> None:
         """Remember a text the pii guard found clean or redacted, so the trace's capture does
@@ -289,4 +324,7 @@ def system_text(messages: list[Message]) -> str | None:
     sees, the feature's own prompt and a caller's (an application that sends its prompt per
     call wants it kept from its users too); a caller's own text can only make its answer
     stricter."""
-    return "\n".join(m.content for m in messages if m.role == "system" and m.content) or None
+    return (
+        "\n".join(m.content for m in messages if m.role in ("system", "developer") and m.content)
+        or None
+    )

@@ -13,7 +13,8 @@
     (:mod:`tether.pipeline.capture`) and goes to the sink off the hot path
     any failure -> the stages' ``failed`` (in reverse), then the feature's failure path
     (on_failure: a static answer, another feature within the same deadline, or raise), never a
-    bare error
+    bare error; a static answer to a request that needs a tool call or JSON is respond_json
+    shaped for it, or StructuredOutputUnavailable (:mod:`tether.pipeline.structured`)
 
 There is one path for calls (:meth:`Pipeline.run`) and one for streams (:meth:`Pipeline.stream`);
 a feature without guards or stages of its own has no stages and pays for none. A stream is
@@ -30,14 +31,23 @@ docs/guards.md; the whole picture: docs/architecture.md.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncGenerator, Mapping
-from typing import Any
+from typing import Any, NoReturn
 
-from tether.errors import FeatureFailed, FeatureNotFound, ProviderError, TetherError
+from tether.errors import (
+    FeatureFailed,
+    FeatureNotFound,
+    InvalidRequest,
+    ProviderError,
+    StructuredOutputUnavailable,
+    TetherError,
+)
 from tether.pipeline.call import Answer, Call
 from tether.pipeline.feature import CompiledFeature
 from tether.pipeline.result import Result, StreamChunk
 from tether.pipeline.stages import Baseline, StreamFilter, VariantPicker
+from tether.pipeline.structured import DoesNotFit, static_answer
 from tether.resilience.streams import close_quietly
 from tether.telemetry.sink import TraceSink
 from tether.telemetry.trace import Trace
@@ -56,10 +66,17 @@ class Pipeline:
         self.features = features
         self.sink = sink
         self.picker: VariantPicker = picker or Baseline()
+        self.aliases = {a: name for name, f in features.items() for a in f.config.aliases}
+
+    def canonical(self, name: str) -> str:
+        """The feature ``name`` stands for (a feature's alias: that feature's own name), or
+        ``name`` when it is neither a feature nor an alias."""
+        return name if name in self.features else self.aliases.get(name, name)
 
     def feature(self, name: str) -> CompiledFeature:
+        """The feature called ``name``, or whose ``aliases`` include it."""
         try:
-            return self.features[name]
+            return self.features[self.canonical(name)]
         except KeyError:
             known = ", ".join(sorted(self.features)) or "none"
             raise FeatureNotFound(
@@ -80,12 +97,19 @@ class Pipeline:
         on caller error). ``request`` is a caller's own conversation (the gateway's chat
         completions), which is left as it was."""
         compiled = self.feature(feature)
+        if compiled.config.kind != "chat":
+            raise InvalidRequest(
+                f"feature {feature!r} is an {compiled.config.kind} feature: it embeds texts, it "
+                "does not answer messages; call it with POST /v1/embeddings or Tether.embed",
+                param="model",
+                reason="wrong_feature_kind",
+            )
         variables = variables or {}
-        trace = Trace(feature=feature, user=user, metadata=dict(metadata or {}))
+        trace = Trace(feature=compiled.name, user=user, metadata=dict(metadata or {}))
         trace.variant = self.picker.pick(compiled, trace)
         if request is None:
             return Call.begin(compiled, trace, compiled.build_request(variables), variables)
-        built = compiled.adopt(request, variables)
+        built = _forwarded(compiled.adopt(request, variables), compiled, user, metadata)
         asked = request.max_tokens
         if asked is not None and built.max_tokens != asked:
             trace.event("max_tokens_capped", asked=asked, limit=built.max_tokens)
@@ -157,6 +181,11 @@ class Pipeline:
             call, answer.text, trace.model, response.finish_reason, response.tool_calls
         )
         result.value = answer.value
+        result.response_model = response.model or None
+        result.refusal = response.refusal
+        result.system_fingerprint = response.system_fingerprint
+        if answer.text == response.text:  # a guard's rewrite has no logprobs of its own
+            result.logprobs = response.logprobs
         return result
 
     async def _failure_path(self, call: Call, error: TetherError) -> Result:
@@ -171,20 +200,57 @@ class Pipeline:
             finally:
                 await self._abandoned(nested)
             return self._degrade(trace, result, error.reason)
-        if on_failure.respond is not None:
-            trace.event("failure_path", via="respond", reason=error.reason, error=str(error))
-            trace.output = on_failure.respond
-            result = self._result(call, on_failure.respond, None, "stop", None)
-            return self._degrade(trace, result, error.reason)
+        if on_failure.static:
+            return self._static_answer(call, error)
+        self._raise_failed(call, error)
+
+    def _static_answer(self, call: Call, error: TetherError) -> Result:
+        """``on_failure.respond`` / ``respond_json``, shaped for what the request needs (a
+        tool call, JSON: :mod:`tether.pipeline.structured`); StructuredOutputUnavailable when
+        it needs structure the feature's ``respond_json`` cannot give."""
+        on_failure, trace = call.feature.config.on_failure, call.trace
+        try:
+            answer, need = static_answer(call.request, on_failure.respond, on_failure.respond_json)
+        except DoesNotFit as exc:
+            trace.event(
+                "failure_path",
+                via="structured_unavailable",
+                reason=error.reason,
+                error=str(error),
+                problem=str(exc),
+            )
+            trace.status, trace.degraded, trace.reason = "error", True, error.reason
+            raise StructuredOutputUnavailable(
+                f"feature {call.feature.name!r} failed ({error.reason}: {error}) and its failure "
+                f"answer cannot be given to this request: {exc}",
+                cause=error,
+            ) from error
+        via = "respond" if need is None and on_failure.respond is not None else "respond_json"
+        trace.event("failure_path", via=via, reason=error.reason, error=str(error))
+        tool_calls = None if answer.tool_call is None else [answer.tool_call]
+        trace.output = answer.text if answer.tool_call is None else answer.tool_call.arguments
+        result = self._result(call, answer.text, None, answer.finish_reason, tool_calls)
+        return self._degrade(trace, result, error.reason)
+
+    @staticmethod
+    def _raise_failed(call: Call, error: TetherError) -> NoReturn:
+        """The failure path's last resort, ``on_failure: {raise: true}``: FeatureFailed."""
+        trace = call.trace
         trace.event("failure_path", via="raise", reason=error.reason, error=str(error))
         trace.status, trace.degraded, trace.reason = "error", True, error.reason
         raise FeatureFailed(
             f"feature {call.feature.name!r} failed ({error.reason}): {error}", cause=error
         ) from error
 
-    def _failure_feature(self, call: Call, error: TetherError) -> Call | None:
+    def _failure_feature(
+        self, call: Call, error: TetherError, request: ModelRequest | None = None
+    ) -> Call | None:
         """The call of the feature ``on_failure.feature`` names (the event recorded), if any:
-        on the same trace, within what is left of this call's deadline."""
+        on the same trace, within what is left of this call's deadline. It is asked its own
+        prompt with the call's variables, or ``request`` (an embedding call's inputs); the
+        call's ``tools``, ``tool_choice`` and ``response_format`` go with it, so it answers in
+        the shape the caller asked for (its chain skips a model that cannot, its own static
+        answer follows them: :mod:`tether.pipeline.structured`)."""
         name = call.feature.config.on_failure.feature
         if name is None:
             return None
@@ -192,7 +258,14 @@ class Pipeline:
             "failure_path", via="feature", feature=name, reason=error.reason, error=str(error)
         )
         other = self.feature(name)
-        request = other.build_request(call.variables)
+        if request is None:
+            asked = call.request
+            request = dataclasses.replace(
+                other.build_request(call.variables),
+                tools=asked.tools,
+                tool_choice=asked.tool_choice,
+                response_format=asked.response_format,
+            )
         return Call.begin(other, call.trace, request, call.variables, call.ctx.deadline)
 
     @staticmethod
@@ -300,9 +373,18 @@ class Pipeline:
                 if chunk.has_content:
                     parts.append(chunk.text)
                     text = await _feed(inner_first, chunk.text) if inner_first else chunk.text
-                    if text or chunk.tool_calls:
+                    if text or chunk.tool_calls or chunk.refusal:
                         sent = True
-                        yield StreamChunk(text=text, tool_calls=chunk.tool_calls)
+                        yield StreamChunk(
+                            text=text,
+                            tool_calls=chunk.tool_calls,
+                            model=chunk.model,
+                            # a filter may hold back or rewrite text: its tokens' logprobs
+                            # would tell what it hid
+                            logprobs=None if inner_first else chunk.logprobs,
+                            refusal=chunk.refusal,
+                            system_fingerprint=chunk.system_fingerprint,
+                        )
                 if chunk.finish_reason is not None or chunk.usage is not None:
                     last = chunk
             tail = await _flush(inner_first) if inner_first else ""
@@ -335,7 +417,14 @@ class Pipeline:
             ToolCallDelta(i, t.id, t.name, t.arguments)
             for i, t in enumerate(answer.response.tool_calls or [])
         ]
-        yield StreamChunk(text=result.output, tool_calls=tools or None)
+        yield StreamChunk(
+            text=result.output,
+            tool_calls=tools or None,
+            model=result.response_model or "",
+            logprobs=result.logprobs,
+            refusal=result.refusal,
+            system_fingerprint=result.system_fingerprint,
+        )
         yield StreamChunk(done=True, result=result)
 
     async def _stream_failure(
@@ -357,7 +446,11 @@ class Pipeline:
                 await self._abandoned(nested)
             return
         result = await self._failure_path(call, error)  # respond, or raise FeatureFailed
-        yield StreamChunk(text=result.output, degraded=True, reason=result.reason)
+        calls = result.tool_calls or []
+        tools = [ToolCallDelta(i, t.id, t.name, t.arguments) for i, t in enumerate(calls)]
+        yield StreamChunk(
+            text=result.output, tool_calls=tools or None, degraded=True, reason=result.reason
+        )
         yield StreamChunk(done=True, result=result, degraded=True, reason=result.reason)
 
     async def _interrupted(self, call: Call, error: TetherError, shown: Answer) -> StreamChunk:
@@ -372,6 +465,25 @@ class Pipeline:
         result = self._result(call, shown.text, trace.model, None, None)
         self._degrade(trace, result, reason)
         return StreamChunk(done=True, result=result, error=str(error), degraded=True, reason=reason)
+
+
+def _forwarded(
+    request: ModelRequest,
+    feature: CompiledFeature,
+    user: str | None,
+    metadata: Mapping[str, Any] | None,
+) -> ModelRequest:
+    """A caller's request with its ``user`` and ``metadata`` for the upstream, as far as the
+    feature's ``forward`` lets them go (the providers map them to their API's fields)."""
+    forward = feature.config.forward
+    extra = dict(request.extra)
+    if forward.user and user is not None:
+        extra["user"] = user
+    if forward.metadata and metadata:
+        extra["metadata"] = dict(metadata)
+    if extra == request.extra:
+        return request
+    return dataclasses.replace(request, extra=extra)
 
 
 async def _feed(filters: list[StreamFilter], text: str) -> str:
@@ -401,5 +513,6 @@ def _streamed(parts: list[str], last: ModelChunk) -> Answer:
         last.model,
         last.provider,
         finish_reason=last.finish_reason,
+        system_fingerprint=last.system_fingerprint,
     )
     return Answer.of(response)

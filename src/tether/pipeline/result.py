@@ -21,6 +21,12 @@ class Result:
     ``model`` names the upstream that answered (None when the static failure response did).
     ``value`` is the typed answer an output guard produced (``json_schema``: the parsed JSON,
     or the pydantic model instance), else None.
+
+    ``response_model`` is the model as the upstream that answered named it (e.g.
+    ``gpt-4o-mini-2024-07-18``; None when no model answered). ``logprobs`` (the choice's
+    logprobs object as the upstream sent it), ``refusal`` and ``system_fingerprint`` come from
+    the answering response unchanged (None when it had none, and for streams, whose chunks carry
+    their own).
     """
 
     output: str
@@ -36,6 +42,10 @@ class Result:
     finish_reason: str | None = None
     tool_calls: list[ToolCall] | None = None
     value: Any = None
+    response_model: str | None = None
+    logprobs: Any = None
+    refusal: str | None = None
+    system_fingerprint: str | None = None
     trace: Trace | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -68,10 +78,16 @@ class Result:
 class StreamChunk:
     """A piece of a streamed answer. The last chunk has ``done=True`` and the ``result``; if
     the stream broke after the answer had started, it also has ``error`` (never a silent end).
-    Chunks of a failure-path answer have ``degraded=True`` and the ``reason`` from the start."""
+    Chunks of a failure-path answer have ``degraded=True`` and the ``reason`` from the start.
+    ``model`` is the model as the upstream streaming the answer named it ("" when unknown);
+    ``logprobs``, ``refusal`` and ``system_fingerprint`` are the upstream delta's, unchanged."""
 
     text: str = ""
     tool_calls: list[ToolCallDelta] | None = None
+    model: str = ""
+    logprobs: Any = None
+    refusal: str | None = None
+    system_fingerprint: str | None = None
     degraded: bool = False
     reason: str | None = None
     done: bool = False

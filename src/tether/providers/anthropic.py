@@ -1,6 +1,7 @@
 """Anthropic's Messages API: ``POST {base_url}/v1/messages``, in one piece or streamed.
 
-System messages go to the top-level ``system`` field, ``max_tokens`` is always sent (the
+System (and developer) messages go to the top-level ``system`` field, image parts become
+image blocks, ``max_tokens`` is always sent (the
 config's ``default_max_tokens`` when the request has none), tool calls map to ``tool_use`` /
 ``tool_result`` blocks and stop reasons map to OpenAI finish reasons. ``response_format`` has no
 Messages API equivalent and is not sent: validate structured output with a schema guard. Every
@@ -55,6 +56,7 @@ ERROR_TYPES = {
     "request_too_large": (413, False),
 }
 _SHAPE_ERRORS = (KeyError, IndexError, TypeError, AttributeError, ValueError)
+SYSTEM_ROLES = ("system", "developer")  # the Messages API has one system prompt for both
 
 
 class AnthropicProvider:
@@ -132,7 +134,7 @@ class AnthropicModel:
         return ModelResponse(
             text=text,
             usage=usage,
-            model=self.model_name,
+            model=model,
             provider=self.provider.name,
             cost_usd=self.provider.prices.cost(KIND, model, usage, fallback=self.model_name),
             finish_reason=finish_reason(stop),
@@ -149,7 +151,8 @@ class AnthropicModel:
                     continue  # read to the end so the connection goes back to the pool
                 chunk = state.feed(event.event, event.data)
                 if chunk is not None:
-                    chunk.model, chunk.provider = self.model_name, self.provider.name
+                    chunk.model = state.model or self.model_name
+                    chunk.provider = self.provider.name
                     yield chunk
         if not state.done and state.stop_reason is None:
             raise malformed(
@@ -160,7 +163,7 @@ class AnthropicModel:
         yield ModelChunk(
             usage=state.usage,
             finish_reason=finish_reason(state.stop_reason),
-            model=self.model_name,
+            model=reported,
             provider=self.provider.name,
             cost_usd=cost,
         )
@@ -229,6 +232,8 @@ class _StreamState:
             self.usage.output_tokens = int(raw["output_tokens"] or 0)
         if raw.get("input_tokens"):
             self.usage.input_tokens = parse_usage(raw).input_tokens
+        if raw.get("cache_read_input_tokens"):
+            self.usage.cached_input_tokens = int(raw["cache_read_input_tokens"])
 
 
 # ---------------------------------------------------------------- wire mapping
@@ -249,7 +254,8 @@ def parse_usage(raw: Any) -> Usage:
         int(raw.get(key) or 0)
         for key in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
     )
-    return Usage(prompt, int(raw.get("output_tokens") or 0))
+    cached = int(raw.get("cache_read_input_tokens") or 0)
+    return Usage(prompt, int(raw.get("output_tokens") or 0), cached)
 
 
 def parse_content(blocks: list[dict[str, Any]]) -> tuple[str, list[ToolCall]]:
@@ -311,10 +317,10 @@ def _assistant_blocks(message: Message) -> list[dict[str, Any]]:
 
 def wire_messages(messages: list[Message]) -> tuple[str | None, list[dict[str, Any]]]:
     """The ``system`` prompt and the ``messages`` list; tool results become user blocks."""
-    system = [m.content for m in messages if m.role == "system" and m.content]
+    system = [m.content for m in messages if m.role in SYSTEM_ROLES and m.content]
     out: list[dict[str, Any]] = []
     for message in messages:
-        if message.role == "system":
+        if message.role in SYSTEM_ROLES:
             continue
         if message.role == "tool":
             block = {
@@ -329,9 +335,33 @@ def wire_messages(messages: list[Message]) -> tuple[str | None, list[dict[str, A
                 out.append({"role": "user", "content": [block]})
         elif message.role == "assistant" and message.tool_calls:
             out.append({"role": "assistant", "content": _assistant_blocks(message)})
+        elif message.parts is not None:
+            out.append({"role": message.role, "content": [_block(p) for p in message.parts]})
         else:
             out.append({"role": message.role, "content": message.content or ""})
     return ("\n\n".join(system) or None), out
+
+
+def _block(part: dict[str, Any]) -> dict[str, Any]:
+    """An OpenAI content part as an Anthropic content block: text, or an image from a base64
+    ``data:`` URL or a URL. Audio and file parts have no block here: InvalidRequest (a chain
+    skips a model without the capability before it is asked)."""
+    kind = part.get("type")
+    if kind == "text":
+        return {"type": "text", "text": str(part.get("text") or "")}
+    if kind == "image_url":
+        url = str((part.get("image_url") or {}).get("url") or "")
+        if url.startswith("data:"):
+            media_type, _, data = url[5:].partition(";base64,")
+            if media_type and data:
+                source = {"type": "base64", "media_type": media_type, "data": data}
+                return {"type": "image", "source": source}
+            raise InvalidRequest("an image data URL must be data:<media type>;base64,<data>")
+        return {"type": "image", "source": {"type": "url", "url": url}}
+    raise InvalidRequest(
+        f"content parts of type {kind!r} cannot be sent to Anthropic's Messages API here; "
+        "send text or image parts, or route the feature to a model that takes them"
+    )
 
 
 def wire_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -377,6 +407,13 @@ def request_body(
     builds (model, system, messages, max_tokens, options, stream) always wins over it."""
     system, messages = wire_messages(request.messages)
     body: dict[str, Any] = dict(request.extra)
+    # a forwarded caller's id is Anthropic's metadata.user_id; OpenAI's metadata tags have no
+    # Anthropic equivalent (only Anthropic-shaped metadata passes)
+    user, metadata = body.pop("user", None), body.pop("metadata", None)
+    if isinstance(metadata, dict) and metadata and set(metadata) <= {"user_id"}:
+        body["metadata"] = metadata
+    elif isinstance(user, str) and user:
+        body["metadata"] = {"user_id": user}
     body["model"] = model
     body["messages"] = messages
     body["max_tokens"] = request.max_tokens or default_max_tokens

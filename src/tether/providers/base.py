@@ -12,10 +12,16 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Protocol, cast, runtime_checkable
 
 from tether.telemetry.trace import Trace
-from tether.types import ModelChunk, ModelRequest, ModelResponse
+from tether.types import (
+    EmbeddingRequest,
+    EmbeddingResponse,
+    ModelChunk,
+    ModelRequest,
+    ModelResponse,
+)
 
 
 @dataclass(slots=True)
@@ -47,6 +53,34 @@ class Model(Protocol):
     def stream(self, request: ModelRequest, ctx: CallContext) -> AsyncIterator[ModelChunk]:
         """Answer the request as deltas. Errors raise; the last chunk has ``finish_reason``."""
         ...
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """A model that also embeds texts (``openai``, ``local``, ``scripted``, and every
+    resilience wrapper). An embedding feature's chain holds only models that have ``embed``
+    (checked when the feature is compiled: :func:`can_embed`)."""
+
+    @property
+    def name(self) -> str: ...
+
+    async def embed(self, request: EmbeddingRequest, ctx: CallContext) -> EmbeddingResponse:
+        """One vector per input text, in order."""
+        ...
+
+
+def can_embed(model: object) -> bool:
+    """Whether ``model`` has an ``embed`` method (a wrapper's says nothing about the model it
+    wraps: check the bare model, then each wrapper)."""
+    return callable(getattr(model, "embed", None))
+
+
+def embedder(model: Model) -> Embedder:
+    """``model`` as an :class:`Embedder` (TypeError if it has no ``embed``: compiling an
+    embedding feature checks every model of its chain first, so this is a bug if it raises)."""
+    if not can_embed(model):
+        raise TypeError(f"{model.name} ({type(model).__name__}) has no embed method")
+    return cast(Embedder, model)
 
 
 class Provider(Protocol):

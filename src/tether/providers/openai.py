@@ -15,6 +15,7 @@ from typing import Any
 
 from tether.config.models import OpenAIProviderConfig
 from tether.errors import ProviderError, UpstreamError
+from tether.providers import openai_embeddings
 from tether.providers._http import (
     HTTPClient,
     Target,
@@ -27,6 +28,8 @@ from tether.providers.pricing import PriceTable
 from tether.providers.transport import Transport
 from tether.providers.transports import transport_for
 from tether.types import (
+    EmbeddingRequest,
+    EmbeddingResponse,
     Message,
     ModelChunk,
     ModelRequest,
@@ -109,16 +112,35 @@ class OpenAIModel:
         message = choice.get("message") or {}
         usage = parse_usage(data.get("usage"))
         tool_calls = [parse_tool_call(raw) for raw in message.get("tool_calls") or []]
+        reported = str(data.get("model") or self.model_name)
         return ModelResponse(
             text=message.get("content") or "",
             usage=usage,
-            model=self.model_name,
+            model=reported,
             provider=self.provider.name,
-            cost_usd=self.provider.prices.cost(
-                KIND, str(data.get("model") or self.model_name), usage, fallback=self.model_name
-            ),
+            cost_usd=self.provider.prices.cost(KIND, reported, usage, fallback=self.model_name),
             finish_reason=choice.get("finish_reason") or "stop",
             tool_calls=tool_calls or None,
+            logprobs=choice.get("logprobs"),
+            refusal=_text_or_none(message.get("refusal")),
+            system_fingerprint=_text_or_none(data.get("system_fingerprint")),
+        )
+
+    async def embed(self, request: EmbeddingRequest, ctx: CallContext) -> EmbeddingResponse:
+        """``POST {base_url}/embeddings`` (:mod:`tether.providers.openai_embeddings`); priced
+        by input tokens."""
+        url = self.provider.http.url(openai_embeddings.PATH)
+        target = Target(self.provider.name, self.model_name, url)
+        body = openai_embeddings.request_body(self.model_name, request)
+        data = await self.provider.http.post_json(target, body, ctx)
+        vectors, usage, reported = openai_embeddings.parse_response(
+            target, data, len(request.inputs)
+        )
+        cost = self.provider.prices.cost(
+            KIND, reported or self.model_name, usage, fallback=self.model_name
+        )
+        return EmbeddingResponse(
+            vectors, usage, reported or self.model_name, self.provider.name, cost
         )
 
     async def stream(self, request: ModelRequest, ctx: CallContext) -> AsyncIterator[ModelChunk]:
@@ -131,7 +153,8 @@ class OpenAIModel:
                     continue  # read to the end so the connection goes back to the pool
                 chunk = state.feed(event.data)
                 if chunk is not None:
-                    chunk.model, chunk.provider = self.model_name, self.provider.name
+                    chunk.model = state.model or self.model_name
+                    chunk.provider = self.provider.name
                     yield chunk
         if not state.done and state.finish_reason is None:
             raise malformed(
@@ -146,9 +169,10 @@ class OpenAIModel:
         yield ModelChunk(
             usage=usage,
             finish_reason=state.finish_reason or "stop",
-            model=self.model_name,
+            model=state.model or self.model_name,
             provider=self.provider.name,
             cost_usd=cost,
+            system_fingerprint=state.system_fingerprint,
         )
 
 
@@ -160,10 +184,12 @@ class _StreamState:
     finish_reason: str | None = None
     usage: Usage | None = None
     model: str = ""
+    system_fingerprint: str | None = None
     done: bool = False
 
     def feed(self, data: str) -> ModelChunk | None:
-        """Digest one event's data; return a chunk when it carries text or tool calls."""
+        """Digest one event's data; return a chunk when it carries text, tool calls or a
+        refusal (with the delta's logprobs and the stream's system fingerprint)."""
         if data.strip() == "[DONE]":
             self.done = True
             return None
@@ -179,6 +205,9 @@ class _StreamState:
 
     def _digest(self, obj: dict[str, Any]) -> ModelChunk | None:
         self.model = str(obj.get("model") or self.model)
+        self.system_fingerprint = _text_or_none(obj.get("system_fingerprint")) or (
+            self.system_fingerprint
+        )
         if obj.get("usage"):
             self.usage = parse_usage(obj["usage"])
         choices = obj.get("choices") or []
@@ -197,7 +226,13 @@ class _StreamState:
             )
             for i, raw in enumerate(delta.get("tool_calls") or [])
         ]
-        chunk = ModelChunk(text=delta.get("content") or "", tool_calls=deltas or None)
+        chunk = ModelChunk(
+            text=delta.get("content") or "",
+            tool_calls=deltas or None,
+            logprobs=choice.get("logprobs"),
+            refusal=_text_or_none(delta.get("refusal")),
+            system_fingerprint=self.system_fingerprint,
+        )
         return chunk if chunk.has_content else None
 
 
@@ -206,8 +241,9 @@ class _StreamState:
 
 def wire_message(message: Message) -> dict[str, Any]:
     """A common :class:`Message` as an OpenAI chat message."""
-    out: dict[str, Any] = {"role": message.role, "content": message.content}
-    if message.content is None and not message.tool_calls:
+    content: Any = message.parts if message.parts is not None else message.content
+    out: dict[str, Any] = {"role": message.role, "content": content}
+    if content is None and not message.tool_calls:
         out["content"] = ""
     if message.tool_calls:
         out["tool_calls"] = [
@@ -227,9 +263,10 @@ def wire_message(message: Message) -> dict[str, Any]:
 
 def request_body(model: str, request: ModelRequest, *, stream: bool) -> dict[str, Any]:
     """The JSON body for ``/chat/completions``. ``request.extra`` goes in first, so what tether
-    builds (model, messages, options, stream) always wins over it; ``max_completion_tokens`` in
-    ``extra`` only asks for that name instead of ``max_tokens``, with tether's value when it has
-    one."""
+    builds (model, messages, options, stream) always wins over it. The output limit goes under
+    the name the caller used (``request.max_tokens_field``; ``max_completion_tokens`` in
+    ``extra`` asks for that name too), with tether's value when it has one: newer OpenAI models
+    refuse ``max_tokens``. Messages with parts (images, audio, files) are sent as those parts."""
     body: dict[str, Any] = dict(request.extra)
     body["model"] = model
     body["messages"] = [wire_message(m) for m in request.messages]
@@ -242,7 +279,7 @@ def request_body(model: str, request: ModelRequest, *, stream: bool) -> dict[str
         "tool_choice": request.tool_choice,
         "response_format": request.response_format,
     }
-    if "max_completion_tokens" in body:
+    if request.max_tokens_field == "max_completion_tokens" or "max_completion_tokens" in body:
         options["max_completion_tokens"] = options.pop("max_tokens")
         body.pop("max_tokens", None)
     body.update({key: value for key, value in options.items() if value is not None})
@@ -256,10 +293,22 @@ def request_body(model: str, request: ModelRequest, *, stream: bool) -> dict[str
 
 
 def parse_usage(raw: Any) -> Usage:
-    """``{prompt_tokens, completion_tokens}`` as :class:`Usage` (zeros when absent)."""
+    """``{prompt_tokens, completion_tokens}`` as :class:`Usage` (zeros when absent), with
+    ``prompt_tokens_details.cached_tokens`` and ``completion_tokens_details.reasoning_tokens``."""
     if not isinstance(raw, dict):
         return Usage()
-    return Usage(int(raw.get("prompt_tokens") or 0), int(raw.get("completion_tokens") or 0))
+    prompt = raw.get("prompt_tokens_details")
+    completion = raw.get("completion_tokens_details")
+    return Usage(
+        int(raw.get("prompt_tokens") or 0),
+        int(raw.get("completion_tokens") or 0),
+        int((prompt.get("cached_tokens") if isinstance(prompt, dict) else 0) or 0),
+        int((completion.get("reasoning_tokens") if isinstance(completion, dict) else 0) or 0),
+    )
+
+
+def _text_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def parse_tool_call(raw: dict[str, Any]) -> ToolCall:

@@ -5,11 +5,19 @@
 Each call takes the next step of the script (cycling when ``cycle`` is true, else repeating the
 last). A step can also be a function of the request. Usage is counted in whitespace words unless
 the reply says otherwise; cost is always 0.
+
+Embedding calls (``embed``) take steps from the same script: a :class:`Fail` fails them as it
+fails a completion; any other step answers with :func:`hashed_vector` of each input text (the
+same text always gets the same unit vector, ``dimensions`` long: the request's, else the
+provider's, default 8).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import math
+import struct
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -17,6 +25,8 @@ from tether.config.models import ScriptedProviderConfig, ScriptedReplyConfig
 from tether.errors import ProviderError, RateLimited, Timeout, UpstreamError
 from tether.providers.base import CallContext, Model
 from tether.types import (
+    EmbeddingRequest,
+    EmbeddingResponse,
     Message,
     ModelChunk,
     ModelRequest,
@@ -50,6 +60,22 @@ class Fail:
 
 Step = Reply | Fail | str
 Script = Sequence[Step] | Callable[[ModelRequest], Step]
+DEFAULT_DIMENSIONS = 8
+
+
+def hashed_vector(text: str, dimensions: int = DEFAULT_DIMENSIONS) -> list[float]:
+    """A deterministic unit vector for ``text``: SHA-256 in counter mode, read as signed
+    32-bit integers, normalised. Equal texts get equal vectors; different texts, unrelated
+    ones (this is a test double: it knows nothing of meaning)."""
+    values: list[float] = []
+    counter = 0
+    while len(values) < dimensions:
+        digest = hashlib.sha256(f"{counter}:{text}".encode()).digest()
+        values.extend(float(v) for v in struct.unpack("<8i", digest))
+        counter += 1
+    del values[dimensions:]
+    norm = math.sqrt(sum(v * v for v in values)) or 1.0
+    return [v / norm for v in values]
 
 
 @dataclass(slots=True)
@@ -60,25 +86,36 @@ class ScriptedProvider:
     name: str = "scripted"
     cycle: bool = True
     calls: list[ModelRequest] = field(default_factory=list)
+    dimensions: int = DEFAULT_DIMENSIONS
+    embed_calls: list[EmbeddingRequest] = field(default_factory=list)
     _index: int = 0
 
     @classmethod
     def from_config(cls, name: str, config: ScriptedProviderConfig) -> ScriptedProvider:
-        return cls([_step_from_config(r) for r in config.replies], name=name)
+        replies = [_step_from_config(r) for r in config.replies]
+        return cls(replies, name=name, dimensions=config.dimensions)
 
     def model(self, name: str) -> Model:
         return ScriptedModel(self, name)
 
     def next_step(self, request: ModelRequest) -> Reply | Fail:
         self.calls.append(request)
-        if callable(self.script):
-            step = self.script(request)
-        else:
-            steps = self.script
-            i = self._index % len(steps) if self.cycle else min(self._index, len(steps) - 1)
-            self._index += 1
-            step = steps[i]
+        step = self.script(request) if callable(self.script) else self._scripted()
         return Reply(step) if isinstance(step, str) else step
+
+    def next_embed_step(self, request: EmbeddingRequest) -> Reply | Fail:
+        """The next step for an embedding call (a script that is a function of a chat request
+        answers every embedding call)."""
+        self.embed_calls.append(request)
+        step = Reply() if callable(self.script) else self._scripted()
+        return Reply(step) if isinstance(step, str) else step
+
+    def _scripted(self) -> Step:
+        assert not callable(self.script)
+        steps = self.script
+        i = self._index % len(steps) if self.cycle else min(self._index, len(steps) - 1)
+        self._index += 1
+        return steps[i]
 
     async def aclose(self) -> None:
         return None
@@ -149,6 +186,22 @@ class ScriptedModel:
             provider=self.provider.name,
             finish_reason="tool_calls" if step.tool_calls else "stop",
             tool_calls=step.tool_calls,
+        )
+
+    async def embed(self, request: EmbeddingRequest, ctx: CallContext) -> EmbeddingResponse:
+        step = self.provider.next_embed_step(request)
+        if step.delay_s:
+            await asyncio.sleep(step.delay_s)
+        if isinstance(step, Fail):
+            self._raise(step)
+        assert isinstance(step, Reply)
+        dimensions = request.dimensions or self.provider.dimensions
+        words = sum(len(text.split()) for text in request.inputs)
+        return EmbeddingResponse(
+            vectors=[hashed_vector(text, dimensions) for text in request.inputs],
+            usage=step.usage if step.usage is not None else Usage(words, 0),
+            model=self.model_name,
+            provider=self.provider.name,
         )
 
     async def stream(self, request: ModelRequest, ctx: CallContext) -> AsyncIterator[ModelChunk]:

@@ -14,17 +14,24 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, TypeVar
 
 from tether.config.models import BreakerConfig
 from tether.errors import CircuitOpen, ProviderError, RateLimited, StreamInterrupted, Timeout
-from tether.providers.base import CallContext, Model, split_name
+from tether.providers.base import CallContext, Model, embedder, split_name
 from tether.resilience.streams import close_quietly
-from tether.types import ModelChunk, ModelRequest, ModelResponse
+from tether.types import (
+    EmbeddingRequest,
+    EmbeddingResponse,
+    ModelChunk,
+    ModelRequest,
+    ModelResponse,
+)
 
 BreakerState = Literal["closed", "open", "half_open"]
+T = TypeVar("T")
 
 
 def counts_against_upstream(error: BaseException) -> bool:
@@ -134,15 +141,22 @@ class WithBreaker:
             ctx.trace.event("breaker_open", model=self.name, retry_in_s=round(exc.retry_in_s, 3))
             raise
 
-    async def complete(self, request: ModelRequest, ctx: CallContext) -> ModelResponse:
+    async def _guarded(self, ask: Callable[[], Awaitable[T]], ctx: CallContext) -> T:
+        """One answer in one piece (a completion or embeddings), admitted and counted."""
         probe = self._admit(ctx)
         try:
-            response = await self.inner.complete(request, ctx)
+            response = await ask()
         except BaseException as exc:
             self._settle(exc, probe)
             raise
         self._settle(None, probe)
         return response
+
+    async def complete(self, request: ModelRequest, ctx: CallContext) -> ModelResponse:
+        return await self._guarded(lambda: self.inner.complete(request, ctx), ctx)
+
+    async def embed(self, request: EmbeddingRequest, ctx: CallContext) -> EmbeddingResponse:
+        return await self._guarded(lambda: embedder(self.inner).embed(request, ctx), ctx)
 
     async def stream(self, request: ModelRequest, ctx: CallContext) -> AsyncIterator[ModelChunk]:
         probe = self._admit(ctx)

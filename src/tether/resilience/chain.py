@@ -4,6 +4,11 @@ WithTimeout(wrappers(model)))))``, then a :class:`Chain` (fallback) across them.
 ``wrappers`` are a caller's own (``Tether(wrappers=[...])``): each a ``Callable[[Model], Model]``
 applied around every model of the chain, primary and fallbacks, so it sees every attempt (a
 retry too) and is bounded by the attempt's timeout; the first in the list is the outermost.
+
+Each model of the chain has :class:`~tether.providers.capabilities.Capabilities` (what it can
+honour: tools, json_schema, vision, audio, logprobs); a model that lacks what a request needs is
+skipped without an attempt (trace event ``fallback_skipped``), so a text-only fallback never
+answers an image, nor the local model a ``tool_choice: required``.
 """
 
 from __future__ import annotations
@@ -12,13 +17,21 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
 from tether.config.models import BreakerConfig, FeatureConfig, RetryConfig
-from tether.providers.base import CallContext, Model
+from tether.errors import ConfigError
+from tether.providers.base import CallContext, Model, can_embed
+from tether.providers.capabilities import EVERYTHING, Capabilities
 from tether.resilience.breaker import CircuitBreaker, WithBreaker
 from tether.resilience.fallback import Fallback
 from tether.resilience.recorder import Recorded
 from tether.resilience.retry import RetryBudget, WithRetry
 from tether.resilience.timeout import WithTimeout
-from tether.types import ModelChunk, ModelRequest, ModelResponse
+from tether.types import (
+    EmbeddingRequest,
+    EmbeddingResponse,
+    ModelChunk,
+    ModelRequest,
+    ModelResponse,
+)
 
 Wrapper = Callable[[Model], Model]
 
@@ -51,12 +64,21 @@ class Chain:
 
     models: tuple[Model, ...]
     start: int = 0
+    capabilities: tuple[Capabilities, ...] = ()  # per model; empty: each honours every request
     _fallback: Fallback = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not 0 <= self.start < len(self.models):
             raise ValueError(f"no model at position {self.start} of a chain of {len(self)}")
-        object.__setattr__(self, "_fallback", Fallback(self.models[self.start :], self.start))
+        if self.capabilities and len(self.capabilities) != len(self.models):
+            raise ValueError(
+                f"{len(self.capabilities)} capabilities for a chain of {len(self.models)} models"
+            )
+        honours = self.capabilities[self.start :]
+        if all(c == EVERYTHING for c in honours):
+            honours = ()  # nothing to skip: a request's needs are not even looked at
+        fallback = Fallback(self.models[self.start :], self.start, honours)
+        object.__setattr__(self, "_fallback", fallback)
 
     def __len__(self) -> int:
         return len(self.models)
@@ -72,7 +94,7 @@ class Chain:
 
     def from_position(self, position: int) -> Chain:
         """This chain from ``position`` on (ValueError past its end: check ``len`` first)."""
-        return self if position == self.start else Chain(self.models, position)
+        return self if position == self.start else Chain(self.models, position, self.capabilities)
 
     async def complete(self, request: ModelRequest, ctx: CallContext) -> ModelResponse:
         return await self._fallback.complete(request, ctx)
@@ -80,22 +102,43 @@ class Chain:
     def stream(self, request: ModelRequest, ctx: CallContext) -> AsyncIterator[ModelChunk]:
         return self._fallback.stream(request, ctx)
 
+    async def embed(self, request: EmbeddingRequest, ctx: CallContext) -> EmbeddingResponse:
+        return await self._fallback.embed(request, ctx)
+
 
 def build_chain(
     feature: FeatureConfig,
     resolve: Callable[[str], Model],
     health: UpstreamHealth,
     wrappers: Sequence[Wrapper] = (),
+    capabilities: Callable[[str], Capabilities] | None = None,
 ) -> Chain:
-    """``resolve`` turns a ``provider:model`` reference into the provider's bare model."""
+    """``resolve`` turns a ``provider:model`` reference into the provider's bare model. An
+    embedding feature's models, and each wrapper around them, must have ``embed`` (ConfigError
+    naming the one that has not). ``capabilities`` gives what a reference's model can honour
+    (the chain skips one that lacks what a request needs); None: every model honours every
+    request."""
     wrapped: list[Model] = []
+    embedding = feature.kind == "embedding"
     for position, ref in enumerate(feature.chain):
         model = resolve(ref)
+        if embedding and not can_embed(model):
+            raise ConfigError(
+                f"model {ref!r} cannot embed ({type(model).__name__} has no embed method); an "
+                "embedding feature's model and fallbacks must be openai, local or scripted models"
+            )
         for wrapper in reversed(wrappers):
             model = wrapper(model)
+            if embedding and not can_embed(model):
+                raise ConfigError(
+                    f"the wrapper {type(model).__name__} around {ref!r} has no embed method, and "
+                    "this is an embedding feature; give the wrapper an `async def embed(self, "
+                    "request, ctx)` that calls the model it wraps"
+                )
         model = WithTimeout(model, feature.timeout_s, feature.first_token_timeout_s)
         model = Recorded(model, ref, position)
         model = WithBreaker(model, health.breaker(model.name, feature.breaker))
         model = WithRetry(model, feature.retry, health.budget(model.name, feature.retry))
         wrapped.append(model)
-    return Chain(tuple(wrapped))
+    honours = () if capabilities is None else tuple(capabilities(r) for r in feature.chain)
+    return Chain(tuple(wrapped), capabilities=honours)

@@ -10,14 +10,23 @@ answers, instead of the caller getting a 500.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from tether.errors import ProviderError, TetherError, UpstreamError
-from tether.providers.base import CallContext, Model, split_name
+from tether.providers.base import CallContext, Model, embedder, split_name
 from tether.resilience.streams import close_quietly
-from tether.telemetry.trace import Attempt
-from tether.types import ModelChunk, ModelRequest, ModelResponse
+from tether.telemetry.trace import Attempt, Operation
+from tether.types import (
+    EmbeddingRequest,
+    EmbeddingResponse,
+    ModelChunk,
+    ModelRequest,
+    ModelResponse,
+)
+
+Answered = TypeVar("Answered", ModelResponse, EmbeddingResponse)
 
 log = logging.getLogger("tether.providers")
 
@@ -59,9 +68,11 @@ class Recorded:
     def name(self) -> str:
         return self.upstream or self.inner.name
 
-    def _start(self, ctx: CallContext, streamed: bool) -> Attempt:
+    def _start(self, ctx: CallContext, streamed: bool, operation: Operation = "chat") -> Attempt:
         provider, _ = split_name(self.name)
-        attempt = ctx.trace.start_attempt(self.name, provider, streamed=streamed)
+        attempt = ctx.trace.start_attempt(
+            self.name, provider, streamed=streamed, operation=operation
+        )
         attempt.chain_position = self.position
         return attempt
 
@@ -74,10 +85,13 @@ class Recorded:
         _fail(attempt, error, ctx.trace.now_ms())
         return error
 
-    async def complete(self, request: ModelRequest, ctx: CallContext) -> ModelResponse:
-        attempt = self._start(ctx, streamed=False)
+    async def _attempt(
+        self, ask: Callable[[], Awaitable[Answered]], ctx: CallContext, operation: Operation
+    ) -> Answered:
+        """One answer in one piece (a completion or embeddings) as one attempt."""
+        attempt = self._start(ctx, streamed=False, operation=operation)
         try:
-            response = await self.inner.complete(request, ctx)
+            response = await ask()
         except BaseException as exc:
             error = self._failed(attempt, exc, ctx)
             if error is exc:
@@ -88,6 +102,13 @@ class Recorded:
         attempt.cost_usd = response.cost_usd
         attempt.response_model = response.model or None
         return response
+
+    async def complete(self, request: ModelRequest, ctx: CallContext) -> ModelResponse:
+        return await self._attempt(lambda: self.inner.complete(request, ctx), ctx, "chat")
+
+    async def embed(self, request: EmbeddingRequest, ctx: CallContext) -> EmbeddingResponse:
+        embed = embedder(self.inner).embed
+        return await self._attempt(lambda: embed(request, ctx), ctx, "embeddings")
 
     async def stream(self, request: ModelRequest, ctx: CallContext) -> AsyncIterator[ModelChunk]:
         attempt = self._start(ctx, streamed=True)

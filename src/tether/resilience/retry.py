@@ -11,16 +11,24 @@ import asyncio
 import random
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from tether.config.models import RetryConfig
 from tether.errors import CircuitOpen, ProviderError, RateLimited, StreamInterrupted
-from tether.providers.base import CallContext, Model, split_name
+from tether.providers.base import CallContext, Model, embedder, split_name
 from tether.resilience.streams import close_quietly, pull_until_content
-from tether.types import ModelChunk, ModelRequest, ModelResponse
+from tether.types import (
+    EmbeddingRequest,
+    EmbeddingResponse,
+    ModelChunk,
+    ModelRequest,
+    ModelResponse,
+)
 
 BUDGET_WINDOW_S = 10.0
+T = TypeVar("T")
 
 
 @dataclass
@@ -106,16 +114,24 @@ class WithRetry:
         await asyncio.sleep(delay)
         return True
 
-    async def complete(self, request: ModelRequest, ctx: CallContext) -> ModelResponse:
+    async def _retried(self, ask: Callable[[], Awaitable[T]], ctx: CallContext) -> T:
+        """One answer in one piece (a completion or embeddings), asked again while a retry is
+        worth it."""
         self.budget.record_call()
         n = 0
         while True:
             n += 1
             try:
-                return await self.inner.complete(request, ctx)
+                return await ask()
             except ProviderError as exc:
                 if not await self._should_retry(exc, n, ctx):
                     raise
+
+    async def complete(self, request: ModelRequest, ctx: CallContext) -> ModelResponse:
+        return await self._retried(lambda: self.inner.complete(request, ctx), ctx)
+
+    async def embed(self, request: EmbeddingRequest, ctx: CallContext) -> EmbeddingResponse:
+        return await self._retried(lambda: embedder(self.inner).embed(request, ctx), ctx)
 
     async def stream(self, request: ModelRequest, ctx: CallContext) -> AsyncIterator[ModelChunk]:
         self.budget.record_call()

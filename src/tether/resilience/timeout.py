@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from tether.errors import Timeout
-from tether.providers.base import CallContext, Model, split_name
+from tether.providers.base import CallContext, Model, embedder, split_name
 from tether.resilience.streams import close_quietly
-from tether.types import ModelChunk, ModelRequest, ModelResponse
+from tether.types import (
+    EmbeddingRequest,
+    EmbeddingResponse,
+    ModelChunk,
+    ModelRequest,
+    ModelResponse,
+)
+
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -41,13 +50,20 @@ class WithTimeout:
             model=model,
         )
 
-    async def complete(self, request: ModelRequest, ctx: CallContext) -> ModelResponse:
+    async def _bounded(self, ask: Callable[[], Awaitable[T]], ctx: CallContext) -> T:
+        """One answer in one piece (a completion or embeddings), within the attempt's limit."""
         limit = self._limit(ctx, self.attempt_s)
         try:
             async with asyncio.timeout(limit):
-                return await self.inner.complete(request, ctx)
+                return await ask()
         except TimeoutError:
             raise self._error("no answer", limit) from None
+
+    async def complete(self, request: ModelRequest, ctx: CallContext) -> ModelResponse:
+        return await self._bounded(lambda: self.inner.complete(request, ctx), ctx)
+
+    async def embed(self, request: EmbeddingRequest, ctx: CallContext) -> EmbeddingResponse:
+        return await self._bounded(lambda: embedder(self.inner).embed(request, ctx), ctx)
 
     async def stream(self, request: ModelRequest, ctx: CallContext) -> AsyncIterator[ModelChunk]:
         source = self.inner.stream(request, ctx)

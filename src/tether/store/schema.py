@@ -164,3 +164,23 @@ class KeyRow(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     last_used_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
+class ResponseRow(Base):
+    """A stored Responses API answer (``store: true``), for ``previous_response_id`` and
+    ``GET /v1/responses/{id}``: the input items as the model saw them (the earlier turns
+    included, as the feature's trace capture keeps text), the output items, and the response
+    object as retrieved. ``owner`` is the id of the API key that created it (``None``: local
+    mode); no other key reads it."""
+
+    __tablename__ = "responses"
+    __table_args__ = (Index("ix_responses_created_at", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner: Mapped[str | None] = mapped_column(String(32))
+    feature: Mapped[str] = mapped_column(String(200))
+    trace_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    input: Mapped[list[Any]] = mapped_column(json_type())
+    output: Mapped[list[Any]] = mapped_column(json_type())
+    response: Mapped[dict[str, Any]] = mapped_column(json_type())

@@ -18,12 +18,14 @@ from tether.store.engine import create_store_engine
 from tether.store.journal import Journal
 from tether.store.keys import KeyStore
 from tether.store.process import WriterProcess, can_reopen
+from tether.store.responses import ResponseStore
 from tether.store.traces import TraceStore
 from tether.store.writer import TraceWriter
 
 
 class Store:
-    """Traces and API keys on one database. Owns its engine: close it (or use ``with``)."""
+    """Traces, API keys and stored Responses API answers on one database. Owns its engine:
+    close it (or use ``with``)."""
 
     def __init__(
         self,
@@ -37,6 +39,7 @@ class Store:
         self.config_dir = Path(config_dir)
         self.traces = TraceStore(engine)
         self.keys = KeyStore(engine)
+        self.responses = ResponseStore(engine)
 
     @classmethod
     def open(

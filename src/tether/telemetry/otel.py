@@ -224,8 +224,9 @@ class GenAiSpans:
             self._ids.use_trace_id(_otel_trace_id(trace.id))
         primary = trace.attempts[0] if trace.attempts else None
         model = _model_only(primary.model) if primary else _model_only(trace.model or "")
+        operation = primary.operation if primary else CHAT
         root = self._tracer.start_span(
-            f"{CHAT} {model}" if model else CHAT,
+            f"{operation} {model}" if model else operation,
             kind=SpanKind.INTERNAL,
             attributes=self._root_attributes(trace, primary, model),
             start_time=_ns(trace, 0.0),
@@ -247,7 +248,7 @@ class GenAiSpans:
         self, trace: Trace, primary: Attempt | None, model: str
     ) -> dict[str, AttributeValue]:
         attrs: dict[str, AttributeValue] = {
-            OPERATION_NAME: CHAT,
+            OPERATION_NAME: primary.operation if primary else CHAT,
             USAGE_INPUT: trace.usage.input_tokens,
             USAGE_OUTPUT: trace.usage.output_tokens,
             "tether.trace_id": trace.id,
@@ -270,7 +271,8 @@ class GenAiSpans:
             attrs["tether.reason"] = trace.reason
         if trace.status == "error":
             attrs[ERROR_TYPE] = trace.reason or "error"
-        if self._capture_content and trace.status == "ok" and trace.output is not None:
+        chat = attrs[OPERATION_NAME] == CHAT  # an embedding call's output is no message
+        if self._capture_content and chat and trace.status == "ok" and trace.output is not None:
             attrs[OUTPUT_MESSAGES] = _output_messages(trace.output)
         return attrs
 
@@ -278,7 +280,7 @@ class GenAiSpans:
         upstream = self.upstream(attempt.provider)
         model = _model_only(attempt.model)
         span = self._tracer.start_span(
-            f"{CHAT} {model}",
+            f"{attempt.operation} {model}",
             context=parent,
             kind=SpanKind.INTERNAL if _in_process(upstream.kind) else SpanKind.CLIENT,
             attributes=attempt_attributes(attempt, upstream),
@@ -303,7 +305,7 @@ def _output_messages(text: str) -> str:
 def semconv_attributes(attempt: Attempt, upstream: Upstream) -> dict[str, AttributeValue]:
     """The attribute set the GenAI metrics and the attempt span share."""
     attrs: dict[str, AttributeValue] = {
-        OPERATION_NAME: CHAT,
+        OPERATION_NAME: attempt.operation,
         PROVIDER_NAME: provider_name(upstream.kind),
         REQUEST_MODEL: _model_only(attempt.model),
     }

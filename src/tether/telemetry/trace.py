@@ -14,6 +14,7 @@ from typing import Any, Literal
 from tether.types import Usage
 
 AttemptStatus = Literal["ok", "error"]
+Operation = Literal["chat", "embeddings"]  # the GenAI operation an attempt asked for
 
 
 def new_trace_id() -> str:
@@ -41,6 +42,7 @@ class Attempt:
     cost_usd: float = 0.0
     streamed: bool = False
     response_model: str | None = None
+    operation: Operation = "chat"
 
     @property
     def duration_ms(self) -> float:
@@ -85,13 +87,16 @@ class Trace:
     def event(self, kind: str, **data: Any) -> None:
         self.events.append(TraceEvent(kind, self.now_ms(), data))
 
-    def start_attempt(self, model: str, provider: str, *, streamed: bool = False) -> Attempt:
+    def start_attempt(
+        self, model: str, provider: str, *, streamed: bool = False, operation: Operation = "chat"
+    ) -> Attempt:
         attempt = Attempt(
             model=model,
             provider=provider,
             number=len(self.attempts) + 1,
             start_ms=self.now_ms(),
             streamed=streamed,
+            operation=operation,
         )
         self.attempts.append(attempt)
         return attempt
@@ -143,6 +148,7 @@ def _attempt_dict(a: Attempt) -> dict[str, Any]:
         "cost_usd": a.cost_usd,
         "streamed": a.streamed,
         "response_model": a.response_model,
+        "operation": a.operation,
         "duration_ms": round(a.end_ms - a.start_ms, 3),
     }
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import math
+import struct
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +22,12 @@ class Answer:
     input_tokens: int
     output_tokens: int
     include_usage: bool
+    body: Any = None  # the request's JSON body (embeddings answer from its inputs)
+    refusal: str | None = None  # OpenAI: the message's refusal (streamed as refusal deltas)
+    system_fingerprint: str | None = None  # OpenAI: on the answer and on every chunk
+    logprobs: bool = False  # OpenAI: a logprob per piece (the request asked logprobs: true)
+    cached_tokens: int = 0  # of input_tokens (OpenAI: prompt_tokens_details; Anthropic: reads)
+    reasoning_tokens: int = 0  # of output_tokens (OpenAI: completion_tokens_details)
 
     @property
     def text(self) -> str:
@@ -74,13 +84,19 @@ class OpenAIWire:
 
     @staticmethod
     def complete(answer: Answer) -> dict[str, Any]:
-        message: dict[str, Any] = {"role": "assistant", "content": answer.text, "refusal": None}
+        content = answer.text or (None if answer.refusal else "")
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "content": content,
+            "refusal": answer.refusal,
+        }
         if answer.tool_calls:
             message["tool_calls"] = [
                 {"id": f"call_{i}", "type": "function", "function": {"name": n, "arguments": a}}
                 for i, (n, a) in enumerate(answer.tool_calls)
             ]
-        return {
+        logprobs = OpenAIWire.logprobs(answer, answer.pieces)
+        out = {
             "id": "chatcmpl-faulty",
             "object": "chat.completion",
             "created": int(time.time()),
@@ -90,38 +106,61 @@ class OpenAIWire:
                     "index": 0,
                     "message": message,
                     "finish_reason": "tool_calls" if answer.tool_calls else "stop",
-                    "logprobs": None,
+                    "logprobs": logprobs,
                 }
             ],
             "usage": OpenAIWire.usage(answer),
         }
+        if answer.system_fingerprint is not None:
+            out["system_fingerprint"] = answer.system_fingerprint
+        return out
 
     @staticmethod
-    def usage(answer: Answer) -> dict[str, int]:
-        return {
+    def logprobs(answer: Answer, pieces: list[str]) -> dict[str, Any] | None:
+        """A logprob per piece of text (a made-up but fixed -0.25), when the answer has them."""
+        if not answer.logprobs:
+            return None
+        content = [
+            {"token": p, "logprob": -0.25, "bytes": list(p.encode()), "top_logprobs": []}
+            for p in pieces
+        ]
+        return {"content": content, "refusal": None}
+
+    @staticmethod
+    def usage(answer: Answer) -> dict[str, Any]:
+        usage: dict[str, Any] = {
             "prompt_tokens": answer.input_tokens,
             "completion_tokens": answer.output_tokens,
             "total_tokens": answer.input_tokens + answer.output_tokens,
         }
+        if answer.cached_tokens or answer.reasoning_tokens:
+            usage["prompt_tokens_details"] = {"cached_tokens": answer.cached_tokens}
+            usage["completion_tokens_details"] = {"reasoning_tokens": answer.reasoning_tokens}
+        return usage
 
     @staticmethod
     def events(answer: Answer) -> Events:
         created = int(time.time())
 
-        def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
-            choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
-            return sse(
-                {
-                    "id": "chatcmpl-faulty",
-                    "object": "chat.completion.chunk",
-                    "created": created,
-                    "model": answer.model,
-                    "choices": [choice],
-                }
-            )
+        def chunk(delta: dict[str, Any], finish: str | None = None, logprobs: Any = None) -> bytes:
+            choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": logprobs}
+            data = {
+                "id": "chatcmpl-faulty",
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": answer.model,
+                "choices": [choice],
+            }
+            if answer.system_fingerprint is not None:
+                data["system_fingerprint"] = answer.system_fingerprint
+            return sse(data)
 
         out = Events(head=[chunk({"role": "assistant", "content": ""})])
-        out.body = [chunk({"content": piece}) for piece in answer.pieces]
+        out.body = [
+            chunk({"content": piece}, logprobs=OpenAIWire.logprobs(answer, [piece]))
+            for piece in answer.pieces
+        ]
+        out.body += [chunk({"refusal": piece}) for piece in halves(answer.refusal or "")]
         for i, (name, arguments) in enumerate(answer.tool_calls):
             start: dict[str, Any] = {"index": i, "id": f"call_{i}", "type": "function"}
             start["function"] = {"name": name, "arguments": ""}
@@ -147,6 +186,47 @@ class OpenAIWire:
     @staticmethod
     def error_event() -> bytes:
         return sse({"error": {"message": "fault injected: server error", "type": "server_error"}})
+
+
+class EmbeddingsWire(OpenAIWire):
+    """OpenAI embeddings: a deterministic vector per input (from a hash of its text; equal texts
+    get equal vectors), ``dimensions`` long when the request says (else
+    :data:`EMBEDDING_DIMENSIONS`), as floats or, with ``encoding_format: base64``, as
+    little-endian float32 bytes in base64, as OpenAI sends them. Errors are OpenAI's."""
+
+    @staticmethod
+    def complete(answer: Answer) -> dict[str, Any]:
+        body = answer.body if isinstance(answer.body, dict) else {}
+        raw = body.get("input")
+        inputs = [raw] if isinstance(raw, str) else [str(x) for x in raw or []]
+        dimensions = body.get("dimensions")
+        size = dimensions if isinstance(dimensions, int) and dimensions > 0 else 0
+        base64_wanted = body.get("encoding_format") == "base64"
+        data = []
+        for i, text in enumerate(inputs):
+            vector = text_vector(text, size or EMBEDDING_DIMENSIONS)
+            encoded: Any = vector
+            if base64_wanted:
+                encoded = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+            data.append({"object": "embedding", "index": i, "embedding": encoded})
+        tokens = sum(len(text.split()) for text in inputs)
+        return {
+            "object": "list",
+            "data": data,
+            "model": answer.model,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+
+
+EMBEDDING_DIMENSIONS = 16
+
+
+def text_vector(text: str, dimensions: int) -> list[float]:
+    """A unit vector from the SHA-256 of ``text`` (repeated to length)."""
+    digest = hashlib.sha256(text.encode()).digest()
+    raw = [(digest[i % len(digest)] - 127.5) * (1 + i // len(digest)) for i in range(dimensions)]
+    norm = math.sqrt(sum(v * v for v in raw)) or 1.0
+    return [v / norm for v in raw]
 
 
 class AnthropicWire:
@@ -187,8 +267,19 @@ class AnthropicWire:
             "content": AnthropicWire._blocks(answer),
             "stop_reason": "tool_use" if answer.tool_calls else "end_turn",
             "stop_sequence": None,
-            "usage": {"input_tokens": answer.input_tokens, "output_tokens": answer.output_tokens},
+            "usage": AnthropicWire.usage(answer),
         }
+
+    @staticmethod
+    def usage(answer: Answer) -> dict[str, int]:
+        """Anthropic counts cache reads apart from the other input tokens."""
+        usage = {
+            "input_tokens": answer.input_tokens - answer.cached_tokens,
+            "output_tokens": answer.output_tokens,
+        }
+        if answer.cached_tokens:
+            usage["cache_read_input_tokens"] = answer.cached_tokens
+        return usage
 
     @staticmethod
     def events(answer: Answer) -> Events:
@@ -196,7 +287,7 @@ class AnthropicWire:
             return sse({"type": kind, **data}, kind)
 
         start = AnthropicWire.complete(answer) | {"content": [], "stop_reason": None}
-        start["usage"] = {"input_tokens": answer.input_tokens, "output_tokens": 1}
+        start["usage"] = AnthropicWire.usage(answer) | {"output_tokens": 1}
         out = Events(head=[event("message_start", message=start), event("ping")])
         index = 0
         if answer.pieces:

@@ -1,6 +1,7 @@
 """A fault-injecting upstream HTTP server on loopback, for tether's tests and yours.
 
-It speaks OpenAI chat completions (``POST /v1/chat/completions``) and Anthropic messages
+It speaks OpenAI chat completions (``POST /v1/chat/completions``), OpenAI embeddings
+(``POST /v1/embeddings``: a vector per input from a hash of its text) and Anthropic messages
 (``POST /v1/messages``), in one piece or streamed, and answers with :attr:`FaultyUpstream.text`
 unless a :class:`Fault` says otherwise::
 
@@ -33,7 +34,15 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
-from tether.testing._wire import Answer, AnthropicWire, OpenAIWire, Wire, count_words, split_text
+from tether.testing._wire import (
+    Answer,
+    AnthropicWire,
+    EmbeddingsWire,
+    OpenAIWire,
+    Wire,
+    count_words,
+    split_text,
+)
 
 LOOPBACK = "127.0.0.1"
 HTML_PAGE = b"<!doctype html><html><body><h1>Welcome to nginx!</h1></body></html>"
@@ -201,7 +210,10 @@ class FaultyUpstream:
     one per word), ``tool_calls`` (``[(name, arguments_dict)]`` to answer with), ``usage``
     (``(input_tokens, output_tokens)``; default: words counted), ``retry_after`` (seconds or an
     HTTP date, for 429), ``first_token_delay_s``, ``chunk_delay_s`` and ``latency_ms`` (a fixed
-    delay before every answer, for benchmarks).
+    delay before every answer, for benchmarks). OpenAI answers also carry ``response_model``
+    (the model the answer names; default: the request's), ``refusal``, ``system_fingerprint``,
+    ``cached_tokens`` and ``reasoning_tokens`` (parts of the usage's input and output tokens),
+    and a logprob per piece when the request asks ``logprobs: true``.
     """
 
     def __init__(
@@ -216,6 +228,11 @@ class FaultyUpstream:
         chunk_delay_s: float = 0.0,
         latency_ms: float = 0.0,
         history: int = 256,
+        response_model: str | None = None,
+        refusal: str | None = None,
+        system_fingerprint: str | None = None,
+        cached_tokens: int = 0,
+        reasoning_tokens: int = 0,
     ) -> None:
         self.text = text
         self.chunks = chunks
@@ -225,6 +242,11 @@ class FaultyUpstream:
         self.first_token_delay_s = first_token_delay_s
         self.chunk_delay_s = chunk_delay_s
         self.latency_ms = latency_ms
+        self.response_model = response_model
+        self.refusal = refusal
+        self.system_fingerprint = system_fingerprint
+        self.cached_tokens = cached_tokens
+        self.reasoning_tokens = reasoning_tokens
         self.received: deque[Received] = deque(maxlen=history)
         self._fault = Fault.OK
         self._script: deque[Fault] = deque()
@@ -404,6 +426,8 @@ class FaultyUpstream:
         dialect: Wire | None = None
         if path.endswith("/chat/completions"):
             dialect = OpenAIWire
+        elif path.endswith("/embeddings"):
+            dialect = EmbeddingsWire
         elif path.endswith("/messages"):
             dialect = AnthropicWire
         try:
@@ -444,12 +468,18 @@ class FaultyUpstream:
         get = body.get if isinstance(body, dict) else {}.get
         options = get("stream_options") or {}
         return Answer(
-            model=str(get("model") or "faulty-model"),
+            model=self.response_model or str(get("model") or "faulty-model"),
             pieces=pieces,
             tool_calls=calls,
             input_tokens=usage[0],
             output_tokens=usage[1],
             include_usage=bool(isinstance(options, dict) and options.get("include_usage")),
+            body=body,
+            refusal=self.refusal,
+            system_fingerprint=self.system_fingerprint,
+            logprobs=get("logprobs") is True,
+            cached_tokens=self.cached_tokens,
+            reasoning_tokens=self.reasoning_tokens,
         )
 
     # -- one handler per fault
