@@ -397,13 +397,13 @@ def test_an_embedding_feature_cannot_declare_respond_json() -> None:
         parse_config(text, "t.yaml", {})
 
 
-def test_the_gateway_maps_the_error_to_a_503_clients_do_not_retry() -> None:
+def test_the_gateway_maps_the_error_to_a_424_clients_do_not_retry() -> None:
     from tether.gateway.errors import advice_headers, envelope
 
     error = StructuredOutputUnavailable("no answer fits", cause=UpstreamError("down"))
     status, body = envelope(error)
-    assert status == 503
-    assert body["error"]["type"] == "service_unavailable"
+    assert status == 424  # never a 5xx: a designed answer, not tether broken
+    assert body["error"]["type"] == "upstream_failed"
     assert body["error"]["code"] == "structured_output_unavailable"
     assert advice_headers(error) == {"x-should-retry": "false"}
     assert advice_headers(FeatureFailed("x", cause=UpstreamError("down"))) == {}

@@ -158,19 +158,9 @@ async def _stream(
     degraded = next((f for f in firsts if f.degraded), None)
     headers = tether_headers(trace, degraded is not None, degraded.reason if degraded else None)
     headers["cache-control"] = "no-cache"
-    models = [_chunk_model(f, requested) for f in firsts]
+    models = [wire.stream_model(f, requested) for f in firsts]
     body = _Relay(trace, models, include_usage).events(firsts, streams)
     return StreamingResponse(body, media_type="text/event-stream", headers=headers)
-
-
-def _chunk_model(first: StreamChunk, requested: str) -> str:
-    """The ``model`` of a choice's chunks: the upstream's name for the model streaming it,
-    else (a failure-path answer) the name the caller sent."""
-    if first.model:
-        return first.model
-    if first.result is not None:
-        return wire.answering_model(first.result, requested)
-    return requested
 
 
 class _Single:
@@ -315,18 +305,7 @@ class _Relay:
 
     def _broken(self, last: StreamChunk) -> list[bytes]:
         """Never a silent truncation: an explicit error event the SDKs raise on."""
-        result = last.result
-        assert result is not None
-        error = {
-            "message": f"the stream broke after the answer had started: {last.error}",
-            "type": "stream_interrupted",
-            "param": None,
-            "code": result.reason,
-        }
-        return [
-            wire.sse({"error": error, "tether": wire.tether_facts(result)}),
-            wire.sse("[DONE]"),
-        ]
+        return wire.broken_stream(last)
 
     def _end(self, results: list[Result]) -> list[bytes]:
         events = []

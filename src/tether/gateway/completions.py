@@ -299,19 +299,9 @@ async def _stream(
     assert trace is not None  # the first chunk came from a started call
     headers = tether_headers(trace, first.degraded, first.reason)
     headers["cache-control"] = "no-cache"
-    model = stream_model(first, req.model)
+    model = wire.stream_model(first, req.model)
     events = _events(first, chunks, trace, model, req)
     return StreamingResponse(events, media_type="text/event-stream", headers=headers)
-
-
-def stream_model(first: StreamChunk, requested: str) -> str:
-    """The ``model`` of every event: the upstream's name for the model streaming the answer,
-    else (a failure-path answer) the name the caller sent."""
-    if first.model:
-        return first.model
-    if first.result is not None:
-        return wire.answering_model(first.result, requested)
-    return requested
 
 
 async def _events(
@@ -363,17 +353,8 @@ def _final_events(
 ) -> list[bytes]:
     result = last.result
     assert result is not None
-    if last.error is not None:  # never a silent truncation: an event the SDKs raise on
-        error = {
-            "message": f"the stream broke after the answer had started: {last.error}",
-            "type": "stream_interrupted",
-            "param": None,
-            "code": result.reason,
-        }
-        return [
-            wire.sse({"error": error, "tether": wire.tether_facts(result)}),
-            wire.sse("[DONE]"),
-        ]
+    if last.error is not None:
+        return wire.broken_stream(last)
     facts = wire.tether_facts(result)
     end = completion_chunk(trace.id, model, "", finish_reason(result), tether=facts, **mark)
     events = [wire.sse(end)]

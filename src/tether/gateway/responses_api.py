@@ -250,7 +250,7 @@ async def _stream(
     assert trace is not None  # the first chunk came from a started call
     headers = tether_headers(trace, first.degraded, first.reason)
     headers["cache-control"] = "no-cache"
-    events = _Events(call, f"resp_{trace.id}", first.model or call.req.model)
+    events = _Events(call, f"resp_{trace.id}", wire.stream_model(first, call.req.model))
     body = events.relay(runtime, first, chunks)
     return StreamingResponse(body, media_type="text/event-stream", headers=headers)
 

@@ -34,7 +34,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from tether.errors import InvalidRequest
-from tether.pipeline.result import Result
+from tether.pipeline.result import Result, StreamChunk
 from tether.types import Message, ModelRequest, ToolCall, ToolCallDelta, Usage
 
 NOT_FINITE = (
@@ -352,6 +352,16 @@ def answering_model(result: Result, feature: str) -> str:
     return feature
 
 
+def stream_model(first: StreamChunk, requested: str) -> str:
+    """The ``model`` of a streamed answer's events: the upstream's name for the model
+    streaming it, else (a failure-path answer) :func:`answering_model`'s."""
+    if first.model:
+        return first.model
+    if first.result is not None:
+        return answering_model(first.result, requested)
+    return requested
+
+
 def wire_usage(usage: Usage) -> dict[str, Any]:
     """Usage as OpenAI reports it (cached input and reasoning tokens in the details)."""
     return {
@@ -475,3 +485,18 @@ def tool_delta(calls: list[ToolCallDelta]) -> list[dict[str, Any]]:
 def sse(data: dict[str, Any] | str) -> bytes:
     payload = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
     return f"data: {payload}\n\n".encode()
+
+
+def broken_stream(last: StreamChunk) -> list[bytes]:
+    """The end of a chat or completions stream that broke after its answer had started (``last``
+    carries the error and the result): never a silent truncation, an explicit error event the
+    SDKs raise on, then ``[DONE]``."""
+    result = last.result
+    assert result is not None
+    error = {
+        "message": f"the stream broke after the answer had started: {last.error}",
+        "type": "stream_interrupted",
+        "param": None,
+        "code": result.reason,
+    }
+    return [sse({"error": error, "tether": tether_facts(result)}), sse("[DONE]")]
