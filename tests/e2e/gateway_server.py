@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -60,6 +61,18 @@ class GatewayProcess:
     @property
     def root(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    def stored_trace(self, trace_id: str, admin_token: str = "admin-secret") -> dict[str, Any]:
+        """The trace as the gateway stored it (the writer stores off the request path: wait up
+        to 30 s for it). Needs the gateway started with ``TETHER_ADMIN_TOKEN``."""
+        url = f"{self.root}/admin/traces/{trace_id}"
+        headers = {"authorization": f"Bearer {admin_token}"}
+        deadline = time.monotonic() + 30
+        while (got := httpx.get(url, headers=headers, timeout=10)).status_code != 200:
+            assert time.monotonic() < deadline, f"trace {trace_id} was not stored: {got.text}"
+            time.sleep(0.05)
+        trace: dict[str, Any] = got.json()
+        return trace
 
     def start(self) -> GatewayProcess:
         out = self.log.open("w")

@@ -5,7 +5,6 @@ streamed."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -79,17 +78,6 @@ def healthy_upstream(upstream: FaultyUpstream) -> None:
     upstream.system_fingerprint = None
 
 
-def stored_trace(gateway: GatewayProcess, trace_id: str) -> dict[str, Any]:
-    """The trace as the store has it, once the writer has written it."""
-    url = f"{gateway.root}/admin/traces/{trace_id}"
-    deadline = time.monotonic() + 30
-    while (response := httpx.get(url, headers=ADMIN)).status_code != 200:
-        assert time.monotonic() < deadline, "the trace was not stored within 30 s"
-        time.sleep(0.1)
-    trace: dict[str, Any] = response.json()
-    return trace
-
-
 def test_a_prompt_is_the_user_message_of_the_features_call(
     client: openai.OpenAI, upstream: FaultyUpstream, gateway: GatewayProcess
 ) -> None:
@@ -123,7 +111,7 @@ def test_a_prompt_is_the_user_message_of_the_features_call(
     ]
     assert (body["max_tokens"], body["temperature"], body["stop"]) == (20, 0.3, ["\n\n"])
     assert (body["seed"], body["frequency_penalty"]) == (7, 0.5)
-    trace = stored_trace(gateway, raw.headers["x-tether-trace-id"])
+    trace = gateway.stored_trace(raw.headers["x-tether-trace-id"])
     assert trace["feature"] == "chat"
     dropped = [e for e in trace["events"] if e["kind"] == "fields_dropped"]
     assert dropped and dropped[0]["data"]["fields"] == ["messages"]

@@ -6,7 +6,6 @@ and the embedded SmolLM2 through llama.cpp (real vectors, measured)."""
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -107,16 +106,6 @@ def cosine(a: list[float], b: list[float]) -> float:
     return dot / (math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b)))
 
 
-def stored_trace(gateway: GatewayProcess, trace_id: str) -> dict[str, Any]:
-    url = f"{gateway.root}/admin/traces/{trace_id}"
-    deadline = time.monotonic() + 30
-    while (answer := httpx.get(url, headers=ADMIN, timeout=10)).status_code != 200:
-        assert time.monotonic() < deadline, "the trace was not stored within 30 s"
-        time.sleep(0.1)
-    trace: dict[str, Any] = answer.json()
-    return trace
-
-
 # ---------------------------------------------------------------- an upstream feature
 
 
@@ -138,7 +127,7 @@ def test_upstream_vectors_reach_the_sdk_in_order(
     sent = upstream.last_request
     assert sent is not None and sent.path == "/v1/embeddings"
     assert sent.json()["input"] == ["the first text", "second"]
-    trace = stored_trace(gateway, raw.headers["x-tether-trace-id"])
+    trace = gateway.stored_trace(raw.headers["x-tether-trace-id"])
     assert trace["feature"] == "vectors" and trace["status"] == "ok"
     assert trace["output"] == "2 vectors of 16 dims"
 
@@ -183,7 +172,7 @@ def test_a_503_falls_back_to_the_next_model(
     assert tether_facts(response)["upstream"] == "spare:text-embedding-3-large"
     assert "x-tether-degraded" not in raw.headers
     assert (upstream.requests, spare.requests) == (1, 1)
-    trace = stored_trace(gateway, raw.headers["x-tether-trace-id"])
+    trace = gateway.stored_trace(raw.headers["x-tether-trace-id"])
     attempts = [(a["model"], a["status"], a["status_code"]) for a in trace["attempts"]]
     assert attempts == [
         ("up:text-embedding-3-small", "error", 503),

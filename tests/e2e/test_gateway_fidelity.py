@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import openai
 import pytest
 
@@ -107,18 +105,6 @@ def sent_body(upstream: FaultyUpstream) -> dict[str, Any]:
     assert sent is not None and sent.path.endswith("/chat/completions")
     body: dict[str, Any] = sent.json()
     return body
-
-
-def stored_trace(gateway: GatewayProcess, trace_id: str) -> dict[str, Any]:
-    """The stored trace, once the writer has it (it stores off the request path)."""
-    deadline = time.monotonic() + 30
-    while True:
-        got = httpx.get(f"{gateway.root}/admin/traces/{trace_id}", headers=ADMIN)
-        if got.status_code == 200 or time.monotonic() > deadline:
-            assert got.status_code == 200, got.text
-            data: dict[str, Any] = got.json()
-            return data
-        time.sleep(0.1)
 
 
 # ---------------------------------------------------------------- what goes up
@@ -267,7 +253,7 @@ def test_an_alias_calls_its_feature_and_is_listed(
         model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}]
     )
     assert raw.parse().choices[0].message.content == "A red square."
-    trace = stored_trace(gateway, raw.headers["x-tether-trace-id"])
+    trace = gateway.stored_trace(raw.headers["x-tether-trace-id"])
     assert trace["feature"] == "vision"
     listed = {m.id for m in client.models.list()}
     assert {"vision", "gpt-4o-mini", "vision-latest", "tagged"} <= listed
@@ -287,7 +273,7 @@ def test_n_runs_the_feature_n_times(
     trace_ids = (completion.model_extra or {})["tether"]["trace_ids"]
     assert len(set(trace_ids)) == 2 and raw.headers["x-tether-trace-id"] == trace_ids[0]
     for trace_id in trace_ids:
-        assert stored_trace(gateway, trace_id)["status"] == "ok"
+        assert gateway.stored_trace(trace_id)["status"] == "ok"
     single = client.chat.completions.create(
         model="vision", messages=[{"role": "user", "content": "Hi"}]
     )
@@ -366,7 +352,7 @@ def test_an_injection_in_a_text_part_next_to_an_image_is_blocked(
     assert completion.choices[0].message.content == "guarded is unavailable"
     assert (completion.model_extra or {})["tether"]["reason"] == "guard_blocked"
     assert upstream.requests == 0
-    trace = stored_trace(gateway, raw.headers["x-tether-trace-id"])
+    trace = gateway.stored_trace(raw.headers["x-tether-trace-id"])
     verdicts = [s["data"] for s in trace["steps"] if s.get("event") == "guard"]
     blocked = [v for v in verdicts if v["action"] == "block"]
     assert blocked and blocked[0]["part"] == "parts.1.text" and blocked[0]["message_index"] == 0

@@ -4,12 +4,9 @@ results, developer messages), and the stored trace keeps what was asked, redacte
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import httpx
 import openai
 import pytest
 
@@ -58,18 +55,6 @@ def client(gateway: GatewayProcess) -> Iterator[openai.OpenAI]:
         yield c
 
 
-def stored_trace(gateway: GatewayProcess, trace_id: str) -> dict[str, Any]:
-    """The stored trace, once the writer has it (it stores off the request path)."""
-    deadline = time.monotonic() + 30
-    while True:
-        got = httpx.get(f"{gateway.root}/admin/traces/{trace_id}", headers=ADMIN)
-        if got.status_code == 200 or time.monotonic() > deadline:
-            assert got.status_code == 200, got.text
-            data: dict[str, Any] = got.json()
-            return data
-        time.sleep(0.1)
-
-
 def test_an_email_in_a_tool_result_reaches_the_upstream_redacted(
     client: openai.OpenAI, upstream: FaultyUpstream, gateway: GatewayProcess
 ) -> None:
@@ -98,7 +83,7 @@ def test_an_email_in_a_tool_result_reaches_the_upstream_redacted(
     assert EMAIL not in sent.body.decode()
     tool = sent.json()["messages"][-1]
     assert tool["role"] == "tool" and tool["content"] == '{"owner": "<EMAIL_1>"}'
-    trace = stored_trace(gateway, raw.headers["x-tether-trace-id"])
+    trace = gateway.stored_trace(raw.headers["x-tether-trace-id"])
     assert EMAIL not in json.dumps(trace)
     assert trace["input"]["messages"][-1]["content"] == '{"owner": "<EMAIL_1>"}'
     (verdict,) = [

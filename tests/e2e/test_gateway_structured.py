@@ -5,7 +5,6 @@ no retry storm), and fallbacks that cannot honour a request skipped and recorded
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -136,7 +135,7 @@ def test_without_respond_json_instructor_surfaces_the_error_once(
     assert len(seen.responses) == 1
     assert seen.responses[0].headers["x-should-retry"] == "false"
     assert upstream.requests == 1
-    trace = stored_trace(gateway, seen.responses[0].headers["x-tether-trace-id"])
+    trace = gateway.stored_trace(seen.responses[0].headers["x-tether-trace-id"])
     skips = [e["data"] for e in trace["events"] if e["kind"] == "fallback_skipped"]
     assert skips == [{"model": "local:smollm2", "position": 1, "missing": ["tools"]}]
     assert [a["model"] for a in trace["attempts"]] == ["up:gpt-4o-mini"]
@@ -163,21 +162,9 @@ def test_an_image_request_skips_the_text_only_fallback(
     # describing an image it was not shown
     assert completion.choices[0].message.content == "Désolé, le service est indisponible."
     assert raw.headers["x-tether-degraded"] == "upstream_error"
-    trace = stored_trace(gateway, raw.headers["x-tether-trace-id"])
+    trace = gateway.stored_trace(raw.headers["x-tether-trace-id"])
     skips = [e["data"] for e in trace["events"] if e["kind"] == "fallback_skipped"]
     assert skips == [{"model": "local:smollm2", "position": 1, "missing": ["vision"]}]
-
-
-def stored_trace(gateway: GatewayProcess, trace_id: str) -> dict[str, Any]:
-    """The trace as the gateway stored it (written off the hot path: wait for it)."""
-    deadline = time.monotonic() + 10
-    while True:
-        got = httpx.get(f"{gateway.root}/admin/traces/{trace_id}", headers=ADMIN)
-        if got.status_code == 200:
-            trace: dict[str, Any] = got.json()
-            return trace
-        assert time.monotonic() < deadline, f"trace {trace_id} was not stored: {got.text}"
-        time.sleep(0.05)
 
 
 def test_a_streamed_tool_call_request_gets_respond_json_as_a_streamed_tool_call(
