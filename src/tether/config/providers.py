@@ -83,43 +83,37 @@ class LocalProviderConfig(Strict):
     )
 
 
-class OpenAIProviderConfig(Strict):
+class HttpProviderConfig(Strict):
+    """What every provider reached over HTTP takes: a key, headers, the connection limits and
+    the HTTP client."""
+
+    model_config = ConfigDict(hide_input_in_errors=True)  # api_key and headers hold secrets
+
+    capabilities: Capabilities
+    api_key: ApiKey = None
+    headers: Headers = Field(default_factory=dict)
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    max_connections: int = Field(default=100, ge=1)
+    transport: Literal["default", "lean"] = Field(
+        default="default",
+        description="The HTTP client: 'default' (aiohttp) or 'lean' (tether's own HTTP/1.1 "
+        "client, less CPU per call).",
+    )
+
+
+class OpenAIProviderConfig(HttpProviderConfig):
     """Any OpenAI-compatible endpoint (OpenAI, vLLM, Ollama, llama.cpp server, tether itself)."""
 
-    model_config = ConfigDict(hide_input_in_errors=True)  # api_key and headers hold secrets
-
     kind: Literal["openai"]
-    capabilities: Capabilities
     base_url: str = "https://api.openai.com/v1"
-    api_key: ApiKey = None
-    headers: Headers = Field(default_factory=dict)
-    connect_timeout_s: float = Field(default=5.0, gt=0)
-    max_connections: int = Field(default=100, ge=1)
-    transport: Literal["default", "lean"] = Field(
-        default="default",
-        description="The HTTP client: 'default' (aiohttp) or 'lean' (tether's own HTTP/1.1 "
-        "client, less CPU per call).",
-    )
 
 
-class AnthropicProviderConfig(Strict):
+class AnthropicProviderConfig(HttpProviderConfig):
     """Anthropic's Messages API."""
 
-    model_config = ConfigDict(hide_input_in_errors=True)  # api_key and headers hold secrets
-
     kind: Literal["anthropic"]
-    capabilities: Capabilities
     base_url: str = "https://api.anthropic.com"
-    api_key: ApiKey = None
     anthropic_version: Annotated[str, AfterValidator(_sendable_value)] = "2023-06-01"
-    headers: Headers = Field(default_factory=dict)
-    connect_timeout_s: float = Field(default=5.0, gt=0)
-    max_connections: int = Field(default=100, ge=1)
-    transport: Literal["default", "lean"] = Field(
-        default="default",
-        description="The HTTP client: 'default' (aiohttp) or 'lean' (tether's own HTTP/1.1 "
-        "client, less CPU per call).",
-    )
     default_max_tokens: int = Field(default=1024, ge=1)
 
 
