@@ -86,16 +86,6 @@ def encode(vector: list[float], encoding_format: str) -> list[float] | str:
     return vector
 
 
-def answering_model(result: EmbeddingResult, feature: str) -> str:
-    """The model that answered as its upstream named it, else the model part of
-    ``provider:model`` (the same rule as chat's ``wire.answering_model``)."""
-    if result.response_model:
-        return result.response_model
-    if result.model:
-        return result.model.partition(":")[2] or result.model
-    return feature
-
-
 def embeddings_body(result: EmbeddingResult, asked: EmbeddingsRequest) -> dict[str, Any]:
     tokens = result.usage.input_tokens
     return {
@@ -104,16 +94,9 @@ def embeddings_body(result: EmbeddingResult, asked: EmbeddingsRequest) -> dict[s
             {"object": "embedding", "index": i, "embedding": encode(v, asked.encoding_format)}
             for i, v in enumerate(result.vectors)
         ],
-        "model": answering_model(result, asked.model),
+        "model": wire.answering_model(result, asked.model),
         "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-        "tether": {
-            "trace_id": result.trace_id,
-            "degraded": result.degraded,
-            "reason": result.reason,
-            "variant": result.variant,
-            "upstream": result.model,
-            "cost_usd": result.cost_usd,
-        },
+        "tether": wire.tether_facts(result),
     }
 
 

@@ -34,6 +34,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from tether.errors import InvalidRequest
+from tether.pipeline.embedding import EmbeddingResult
 from tether.pipeline.result import Result, StreamChunk
 from tether.types import Message, ModelRequest, ToolCall, ToolCallDelta, Usage
 
@@ -341,7 +342,7 @@ def last_user_text(chat: ChatRequest) -> str:
     return ""
 
 
-def answering_model(result: Result, feature: str) -> str:
+def answering_model(result: Result | EmbeddingResult, feature: str) -> str:
     """The response's ``model`` field: the model that answered, as its upstream named it
     (``gpt-4o-mini-2024-07-18``), else the model part of ``provider:model``; ``feature`` (the
     name the caller sent) when no model answered (the static failure answer)."""
@@ -380,7 +381,7 @@ def summed_usage(results: Sequence[Result]) -> Usage:
     return total
 
 
-def tether_facts(result: Result) -> dict[str, Any]:
+def tether_facts(result: Result | EmbeddingResult) -> dict[str, Any]:
     return {
         "trace_id": result.trace_id,
         "degraded": result.degraded,
