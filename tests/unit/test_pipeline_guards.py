@@ -112,7 +112,11 @@ async def test_input_redaction_round_trip_model_sees_placeholders_caller_gets_or
     assert result.trace is not None
     assert result.trace.output == "I will write to <EMAIL_1> about card <CARD_1>. Or ask [EMAIL]."
     stored = json.dumps(result.trace.to_dict())
-    assert EMAIL not in stored and "4111" not in stored and "bob@evil.io" not in stored
+    # the card as written and without its spaces (a bare "4111" also turns up inside the trace's
+    # float timings, e.g. 0.384111..., which made this check flaky)
+    card_digits = CARD.replace(" ", "")
+    assert EMAIL not in stored and CARD not in stored and card_digits not in stored
+    assert "4111 " not in stored and "bob@evil.io" not in stored
     assert [e["action"] for e in events(result, "guard")] == ["redact", "redact"]
 
 
