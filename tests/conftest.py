@@ -1,4 +1,5 @@
-"""Shared fixtures: a real PostgreSQL for the tests that need one (never skipped)."""
+"""Shared fixtures: a real PostgreSQL and a real Redis for the tests that need them (never
+skipped)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ import sys
 import pytest
 
 from tests.postgres import pg_url, postgres, store_url
+from tests.redis_server import redis_url, spare_redis, state_prefix
 
-__all__ = ["pg_url", "postgres", "store_url"]
+__all__ = ["pg_url", "postgres", "redis_url", "spare_redis", "state_prefix", "store_url"]
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

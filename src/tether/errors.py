@@ -16,16 +16,24 @@ Every error tether raises is a :class:`TetherError`. The tree::
     ├── ProviderError            a model call failed (carries provider, model, retryable)
     │   ├── Timeout              connect / first-token / per-attempt / total deadline passed
     │   ├── RateLimited          upstream said 429 (carries retry_after_s)
+    │   │   └── RateLimitExceeded tether's own rate limit (rate_limits) refused the call
     │   ├── UpstreamError        bad status, refused connection, malformed body or stream
     │   ├── CircuitOpen          the upstream's breaker is open; the call was not sent
     │   ├── StreamInterrupted    a stream broke after content reached the caller
     │   └── CapabilityUnavailable no model of the chain can honour what the request needs
     ├── GuardBlocked             a guard refused the input or output
-    ├── BudgetExceeded           a token / cost / latency / rate budget would be exceeded
+    ├── BudgetExceeded           a token / cost budget would be exceeded (carries scope, reset)
+    ├── StateUnavailable         the shared state (Redis) cannot be reached and the config says
+    │                            fail_closed
     ├── ReviewRequired           the answer is held for a human reviewer
     └── FeatureFailed            every path failed and the feature's on_failure says raise
         └── StructuredOutputUnavailable  only the failure path was left, the request needs
                                  structured output or a tool call, and no respond_json fits
+
+An error whose ``to_caller`` is true (a rate limit, a budget whose feature says
+``on_exceeded: reject``) goes to the caller as it is instead of taking the feature's failure
+path; ``retry_after_s`` (when set) tells the caller when to try again (the gateway's
+``Retry-After``).
 
 Each error has a stable machine-readable ``reason`` (used as the ``reason`` of a degraded result
 and, in the gateway, mapped to the OpenAI error envelope in exactly one place) and a message that
@@ -39,6 +47,8 @@ class TetherError(Exception):
     """Base of every error tether raises."""
 
     reason: str = "error"
+    to_caller: bool = False  # True: the caller gets this error, not the failure path
+    retry_after_s: float | None = None  # when the caller may try again (None: no advice)
 
     def __init__(self, message: str, *, reason: str | None = None) -> None:
         super().__init__(message)
@@ -152,6 +162,22 @@ class RateLimited(ProviderError):
         self.retry_after_s = retry_after_s
 
 
+class RateLimitExceeded(RateLimited):
+    """tether's own rate limit (``rate_limits``) refused the call before any model was asked;
+    ``scope`` names the limit (``key``, ``user``, ``tenant``, ``feature``). The caller gets it
+    (the gateway's 429 with ``Retry-After``), never the failure path."""
+
+    reason = "rate_limit_exceeded"
+    to_caller = True
+    retryable = False
+
+    def __init__(
+        self, message: str, *, scope: str, retry_after_s: float | None = None, **kw: object
+    ) -> None:
+        super().__init__(message, retry_after_s=retry_after_s, **kw)
+        self.scope = scope
+
+
 class UpstreamError(ProviderError):
     """The upstream answered badly: error status, refused connection, malformed body/stream."""
 
@@ -202,9 +228,38 @@ class GuardBlocked(TetherError):
 
 
 class BudgetExceeded(TetherError):
-    """The call would exceed a token, cost, latency or rate budget."""
+    """The call would exceed a hard token or cost budget. ``scope`` names it (``request``,
+    ``user``, ``tenant``, ``key``, ``feature``, ``global``), ``resets_at`` (epoch seconds) is
+    when its period ends (None for ``request``). The failure path answers (reason
+    ``budget_exceeded``) unless the feature says ``budgets.on_exceeded: reject``: then
+    ``to_caller`` is set and the caller gets it (the gateway's 429 with ``Retry-After``)."""
 
     reason = "budget_exceeded"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        scope: str | None = None,
+        resets_at: float | None = None,
+        retry_after_s: float | None = None,
+        to_caller: bool = False,
+        reason: str | None = None,
+    ) -> None:
+        super().__init__(message, reason=reason)
+        self.scope = scope
+        self.resets_at = resets_at
+        self.retry_after_s = retry_after_s
+        self.to_caller = to_caller
+
+
+class StateUnavailable(TetherError):
+    """The state backend that replicas share (``state.backend: redis``) cannot be reached and
+    ``state.on_unavailable`` is ``fail_closed``: budgets, rate limits and breakers cannot be
+    checked, so the call takes the failure path (reason ``state_unavailable``). tether uses
+    the backend again as soon as it answers, without a restart."""
+
+    reason = "state_unavailable"
 
 
 class ReviewRequired(TetherError):

@@ -25,23 +25,30 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 from jinja2 import TemplateError
+from jinja2.sandbox import SandboxedEnvironment
 
+from tether import budgets, cache, limits
+from tether.budgets.alerts import Alerts
+from tether.budgets.tokens import TokenCounter
 from tether.config.guards import GuardSpec
 from tether.config.loader import ConfigProblems, SourceMap, load_located
 from tether.config.models import FeatureConfig, TetherConfig, split_model_ref
 from tether.errors import ConfigError
 from tether.guards.registry import build_guard
 from tether.pipeline import embedding
+from tether.pipeline.call import Caller
 from tether.pipeline.embedding import EmbeddingResult
 from tether.pipeline.feature import CompiledFeature, template_environment
 from tether.pipeline.pipeline import Pipeline
 from tether.pipeline.result import Result, StreamChunk
+from tether.pipeline.services import Services
 from tether.pipeline.stages import Stage, VariantPicker
 from tether.providers.base import Model, Provider
 from tether.providers.capabilities import EVERYTHING, Capabilities, CapabilityTable
 from tether.providers.factory import build_provider
-from tether.providers.pricing import PriceTable
+from tether.providers.pricing import PriceTable, warn_unknown
 from tether.resilience.chain import UpstreamHealth, Wrapper, build_chain
+from tether.state import SharedState, State, open_state
 from tether.telemetry.sink import FanOut, MemorySink, TraceSink
 from tether.telemetry.trace import Trace
 from tether.types import ModelRequest
@@ -75,6 +82,9 @@ class Tether:
     ``sink`` receives every finished trace (the last 1,000 are also kept in ``traces``);
     ``store`` (a :class:`~tether.store.sink.StoreSink`, what :meth:`from_config` gives) stores
     them: it opens on ``async with`` or the first call, and ``aclose()`` writes every trace.
+    ``state`` is where budgets, rate limits, breakers and the cache live (default: the
+    config's ``state``, in-process unless it says ``redis``); two Tethers given the same state
+    share them like two replicas on one Redis.
 
     The pipeline's seams (docs/architecture.md): ``stages`` run around every feature's model
     call, each in its slot (:class:`~tether.pipeline.stages.Stage`); ``wrappers`` (each a
@@ -94,10 +104,13 @@ class Tether:
         stages: Sequence[Stage] = (),
         wrappers: Sequence[Wrapper] = (),
         variant_picker: VariantPicker | None = None,
+        state: State | None = None,
     ) -> None:
         self.config = config
         self.traces = MemorySink()
-        self.health = UpstreamHealth()
+        backend = open_state(config.state) if state is None else state
+        self.state = SharedState(backend, config.state.on_unavailable)
+        self.health = UpstreamHealth(self.state)
         self.store = store
         sinks: list[TraceSink] = [self.traces] if sink is None else [self.traces, sink]
         if store is not None:
@@ -109,6 +122,7 @@ class Tether:
         self._providers: dict[str, Provider] = dict(providers or {})
         self._prices = prices
         self._capability_table: CapabilityTable | None = None
+        self._services: Services | None = None
         self._pipeline: Pipeline | None = None
         self._stages = tuple(stages)
         self._wrappers = tuple(wrappers)
@@ -144,13 +158,27 @@ class Tether:
 
     # ------------------------------------------------------------------ wiring
 
+    @property
+    def prices(self) -> PriceTable:
+        """The packaged price table with each provider's ``prices`` over it."""
+        if self._prices is None:
+            self._prices = PriceTable.load().configured(self.config.providers)
+        return self._prices
+
+    @property
+    def services(self) -> Services:
+        """What every feature's budget, rate-limit and cache stages share."""
+        if self._services is None:
+            tokens = TokenCounter(self.config)
+            alerts = Alerts(self.config.alerts)
+            self._services = Services(self.config, self.state, self.prices, tokens, alerts)
+        return self._services
+
     def provider(self, name: str) -> Provider:
         if name not in self._providers:
             if name not in self.config.providers:
                 raise ConfigError(f"provider {name!r} is not declared under providers")
-            if self._prices is None:
-                self._prices = PriceTable.load()
-            self._providers[name] = build_provider(name, self.config.providers[name], self._prices)
+            self._providers[name] = build_provider(name, self.config.providers[name], self.prices)
         return self._providers[name]
 
     def _resolve(self, ref: str) -> Model:
@@ -183,16 +211,28 @@ class Tether:
             compiled: dict[str, CompiledFeature] = {}
             for name, feature in self.config.features.items():
                 try:
-                    chain = build_chain(
-                        feature, self._resolve, self.health, self._wrappers, self.capabilities
-                    )
-                    compiled[name] = CompiledFeature.compile(
-                        name, feature, chain, env, self._stages
-                    )
+                    compiled[name] = self._compile_feature(name, feature, env)
                 except Exception as exc:  # any start-up failure, located at its YAML path
                     raise _located(exc, name, feature, source) from exc
+            warn_unknown(self.config, self.prices)  # a log line per model with no price
             self._pipeline = Pipeline(compiled, self._sink, self._picker)
         return self._pipeline
+
+    def _compile_feature(
+        self, name: str, feature: FeatureConfig, env: SandboxedEnvironment
+    ) -> CompiledFeature:
+        """A feature's chain (its upstream pacing outermost, then the caller's wrappers) and
+        its stages: rate limits, budget, cache (when it declares them), the caller's own."""
+        services = self.services
+        pacing = limits.upstream_wrapper(feature, services)
+        wrappers = self._wrappers if pacing is None else (pacing, *self._wrappers)
+        chain = build_chain(feature, self._resolve, self.health, wrappers, self.capabilities)
+        own = [
+            *limits.stages(name, feature, services),
+            *budgets.stages(name, feature, services),
+            *cache.stages(name, feature, services),
+        ]
+        return CompiledFeature.compile(name, feature, chain, env, [*own, *self._stages])
 
     # ------------------------------------------------------------------ calls
 
@@ -205,16 +245,26 @@ class Tether:
         user: str | None = None,
         metadata: Mapping[str, Any] | None = None,
         on_start: OnStart | None = None,
+        tenant: str | None = None,
+        key: str | None = None,
+        cache: bool = True,
     ) -> Result:
         """Call a feature. Model failures take the feature's ``on_failure``; the result says
-        ``degraded`` and why. Raises InvalidRequest for caller mistakes.
+        ``degraded`` and why. Raises InvalidRequest for caller mistakes, RateLimitExceeded
+        over a rate limit and BudgetExceeded over a budget whose feature says
+        ``on_exceeded: reject``.
 
         ``request`` is a conversation of your own (the feature's system prompt goes first, its
         ``max_tokens`` caps yours; your request is not changed); ``variables`` then fill the
-        system prompt. ``on_start`` is called with the call's trace once the call started
-        (before any model call), e.g. to keep its id for an error response."""
+        system prompt. ``user``, ``tenant`` and ``key`` (an API key's id) say who the call is
+        for: budgets, rate limits and a scoped cache count per each. ``cache=False`` neither
+        reads nor fills the feature's cache. ``on_start`` is called with the call's trace once
+        the call started (before any model call), e.g. to keep its id for an error response."""
         pipeline = self.pipeline
-        call = pipeline.start(feature, variables, request=request, user=user, metadata=metadata)
+        caller = Caller(user, tenant, key, cache)
+        call = pipeline.start(
+            feature, variables, request=request, user=user, metadata=metadata, caller=caller
+        )
         if on_start is not None:
             on_start(call.trace)
         return await pipeline.run(call)
@@ -228,13 +278,19 @@ class Tether:
         user: str | None = None,
         metadata: Mapping[str, Any] | None = None,
         on_start: OnStart | None = None,
+        tenant: str | None = None,
+        key: str | None = None,
+        cache: bool = True,
     ) -> AsyncGenerator[StreamChunk, None]:
         """Call a feature and yield its answer as it is produced; the last chunk is ``done``
-        and carries the Result (with ``error`` set if the stream broke mid-answer).
-        ``request`` and ``on_start`` as in :meth:`run` (the call starts on the first chunk
-        asked for)."""
+        and carries the Result (with ``error`` set if the stream broke mid-answer). The other
+        arguments as in :meth:`run` (the call starts on the first chunk asked for; a refusal,
+        e.g. RateLimitExceeded, is raised there)."""
         pipeline = self.pipeline
-        call = pipeline.start(feature, variables, request=request, user=user, metadata=metadata)
+        caller = Caller(user, tenant, key, cache)
+        call = pipeline.start(
+            feature, variables, request=request, user=user, metadata=metadata, caller=caller
+        )
         if on_start is not None:
             on_start(call.trace)
         chunks = pipeline.stream(call)
@@ -253,6 +309,9 @@ class Tether:
         user: str | None = None,
         metadata: Mapping[str, Any] | None = None,
         on_start: OnStart | None = None,
+        tenant: str | None = None,
+        key: str | None = None,
+        cache: bool = True,
     ) -> EmbeddingResult:
         """Embed ``inputs`` (a text, or a list: one vector each, in order) with an embedding
         feature (``kind: embedding``): its input guards, its model chain, its failure path
@@ -260,18 +319,30 @@ class Tether:
 
         ``dimensions`` asks for shorter vectors (text-embedding-3 models, the local and
         scripted providers). Raises InvalidRequest for a chat feature or an empty text, and
-        FeatureFailed when every model failed and the feature says ``raise``."""
+        FeatureFailed when every model failed and the feature says ``raise``. ``user``,
+        ``tenant``, ``key`` and ``cache`` as in :meth:`run`."""
         pipeline = self.pipeline
         texts = [inputs] if isinstance(inputs, str) else list(inputs)
         call = embedding.start(
-            pipeline, feature, texts, dimensions=dimensions, user=user, metadata=metadata
+            pipeline,
+            feature,
+            texts,
+            dimensions=dimensions,
+            user=user,
+            metadata=metadata,
+            caller=Caller(user, tenant, key, cache),
         )
         if on_start is not None:
             on_start(call.call.trace)
         return await embedding.run(pipeline, call)
 
     async def aclose(self) -> None:
-        """Store every trace handed over (when storing), then release the providers."""
+        """Store every trace handed over (when storing), send the alerts still queued, then
+        release the providers and the state backend."""
+        if self._pipeline is not None:
+            await self._pipeline.drain()
+        if self._services is not None:
+            await self._services.alerts.aclose()
         if self.store is not None:
             await self.store.aclose()
         if self._otel is not None:
@@ -280,6 +351,7 @@ class Tether:
             aclose = getattr(provider, "aclose", None)
             if aclose is not None:
                 await aclose()
+        await self.state.aclose()
 
     async def __aenter__(self) -> Self:
         if self.store is not None:
@@ -359,8 +431,12 @@ class SyncTether:
         request: ModelRequest | None = None,
         user: str | None = None,
         metadata: Mapping[str, Any] | None = None,
+        **who: Any,
     ) -> Result:
-        call = self.tether.run(feature, variables, request=request, user=user, metadata=metadata)
+        """:meth:`Tether.run` (``tenant``, ``key``, ``cache`` too), without an event loop."""
+        call = self.tether.run(
+            feature, variables, request=request, user=user, metadata=metadata, **who
+        )
         result: Result = self._submit(call)
         return result
 
@@ -372,8 +448,12 @@ class SyncTether:
         request: ModelRequest | None = None,
         user: str | None = None,
         metadata: Mapping[str, Any] | None = None,
+        **who: Any,
     ) -> Iterator[StreamChunk]:
-        agen = self.tether.stream(feature, variables, request=request, user=user, metadata=metadata)
+        """:meth:`Tether.stream` (``tenant``, ``key``, ``cache`` too), without an event loop."""
+        agen = self.tether.stream(
+            feature, variables, request=request, user=user, metadata=metadata, **who
+        )
         try:
             while True:
                 try:
@@ -391,10 +471,11 @@ class SyncTether:
         dimensions: int | None = None,
         user: str | None = None,
         metadata: Mapping[str, Any] | None = None,
+        **who: Any,
     ) -> EmbeddingResult:
-        """:meth:`Tether.embed`, without an event loop."""
+        """:meth:`Tether.embed` (``tenant``, ``key``, ``cache`` too), without an event loop."""
         call = self.tether.embed(
-            feature, inputs, dimensions=dimensions, user=user, metadata=metadata
+            feature, inputs, dimensions=dimensions, user=user, metadata=metadata, **who
         )
         result: EmbeddingResult = self._submit(call)
         return result

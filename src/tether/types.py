@@ -126,6 +126,7 @@ class ModelResponse:
     logprobs: Any = None
     refusal: str | None = None
     system_fingerprint: str | None = None
+    cost_unknown: bool = False  # the model has no price: cost_usd is 0.0, not free
 
 
 @dataclass(slots=True)
@@ -145,6 +146,7 @@ class ModelChunk:
     logprobs: Any = None
     refusal: str | None = None
     system_fingerprint: str | None = None
+    cost_unknown: bool = False  # on the usage chunk: the model has no price
 
     @property
     def has_content(self) -> bool:
@@ -174,3 +176,4 @@ class EmbeddingResponse:
     provider: str
     cost_usd: float = 0.0
     position: int = 0
+    cost_unknown: bool = False  # the model has no price: cost_usd is 0.0, not free

@@ -75,6 +75,7 @@ NOTHING_INVALID = {
     ("GET", "/v1/models/{model_id}"),
     ("GET", "/v1/responses/{response_id}"),
     ("DELETE", "/v1/responses/{response_id}"),
+    ("GET", "/admin/budgets"),  # optional free-text filters only
 }
 
 

@@ -111,6 +111,45 @@ def test_sdk_examples_run_as_written(tmp_path: Path) -> None:
         assert done.stdout.strip()
 
 
+BUDGETS_SECTION = "Budgets, rate limits and the cache"
+
+
+@pytest.mark.local_model
+def test_budget_example_runs_as_written(tmp_path: Path) -> None:
+    """The budgets section's feature and Python example on the embedded default: the second
+    call is a cache hit, the third is refused by the user's rate limit."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    init = subprocess.run(
+        [sys.executable, "-m", "tether", "init", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+    )
+    assert init.returncode == 0, init.stderr
+    config_path = tmp_path / "tether.yaml"
+    config = yaml.safe_load(config_path.read_text())
+    feature, shared = fenced_under(BUDGETS_SECTION, "yaml")
+    config["features"].update(yaml.safe_load(feature))
+    config_path.write_text(yaml.safe_dump(config))
+    assert set(yaml.safe_load(shared)) == {"state", "store"}  # the replicas' set-up
+    (block,) = fenced_under(BUDGETS_SECTION, "python")
+    done = subprocess.run(
+        [sys.executable, "-c", block],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    first, second = done.stdout.strip().splitlines()
+    tokens, cached, status = first.split()
+    assert int(tokens) > 0 and cached == "0" and status == "hit"
+    assert second.startswith("refused: rate_limit_exceeded retry in ")
+
+
 GATEWAY_SECTION = "Serve it: the OpenAI-compatible gateway"
 README_PORT = "127.0.0.1:8080"
 

@@ -42,3 +42,15 @@ def test_a_key_made_under_tether_store_url_works_in_serve(tmp_path: Path) -> Non
         trace_id = reply.headers["x-tether-trace-id"]
     listed = tether_cli("traces", "list", "-c", str(config), "--json", env={**os.environ, **env})
     assert trace_id in [t["id"] for t in json.loads(listed.stdout)]  # stored there too
+
+
+def test_several_workers_on_in_process_state_are_refused(tmp_path: Path) -> None:
+    """Each worker would count budgets and rate limits on its own (N times the limit): serve
+    refuses and names the fix, unless the state is shared."""
+    limited = CONFIG + "    rate_limits: {user: {rpm: 5}}\n    cache: {ttl_s: 60}\n"
+    config = tmp_path / "tether.yaml"
+    config.write_text(limited, encoding="utf-8")
+    refused = tether_cli("serve", "-c", str(config), "--workers", "2", "--port", "1")
+    assert refused.returncode == 1
+    assert "rate limits of greet, cache of greet" in refused.stderr
+    assert "backend: redis" in refused.stderr

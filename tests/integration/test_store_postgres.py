@@ -188,6 +188,19 @@ def test_keys_on_postgres(pg_url: str) -> None:
         assert [k.revoked for k in store.keys.list()] == [True, False]
 
 
+def test_key_tenant_on_postgres(pg_url: str) -> None:
+    """Migration 0004 on PostgreSQL: a key's tenant is stored and read back; down and up."""
+    with Store.from_url(pg_url) as store:
+        _, plaintext = store.keys.create("acme", ["*"], tenant="acme")
+        key = store.keys.verify(plaintext)
+        assert key is not None and key.tenant == "acme"
+        downgrade(store.engine, "0003")
+        assert "tenant" not in {c["name"] for c in inspect(store.engine).get_columns("api_keys")}
+        store.migrate()
+        assert store.revision() == head_revision() == "0004"
+        assert [k.tenant for k in store.keys.list()] == [None]  # the column came back empty
+
+
 def test_cli_against_postgres(pg_url: str, tmp_path: Path) -> None:
     trace = make_trace(user="u3")
     with Store.from_url(pg_url) as store:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -134,3 +135,85 @@ def test_cost_falls_back_to_the_requested_model(table: PriceTable) -> None:
     usage = Usage(1_000_000, 0)
     assert table.cost("openai", "proxy-renamed-model", usage, fallback="gpt-4o-mini") == 0.15
     assert table.cost("openai", "gpt-4o", usage, fallback="gpt-4o-mini") == 2.5
+
+
+# ---------------------------------------------------------------- cached, reasoning, overrides
+
+
+def test_cached_input_and_reasoning_tokens_are_priced_apart() -> None:
+    price = Price(input=2.0, output=8.0, cached_input=0.5, reasoning=10.0)
+    usage = Usage(
+        input_tokens=1_000, output_tokens=500, cached_input_tokens=400, reasoning_tokens=200
+    )
+    expected = (600 * 2.0 + 400 * 0.5 + 300 * 8.0 + 200 * 10.0) / 1_000_000
+    assert price.cost(usage) == pytest.approx(expected)
+    # without their own prices, cached input costs input and reasoning costs output
+    assert Price(2.0, 8.0).cost(usage) == pytest.approx((1_000 * 2.0 + 500 * 8.0) / 1_000_000)
+
+
+def test_packaged_table_reads_optional_cached_and_reasoning() -> None:
+    data = {"models": {"openai": {"m": {"input": 1, "output": 2, "cached_input": 0.25}}}}
+    price = PriceTable.from_dict(data).price_for("openai", "m")
+    assert price == Price(1.0, 2.0, 0.25, None)
+
+
+def _provider(kind: str, prices: dict[str, Any]) -> Any:
+    from pydantic import TypeAdapter
+
+    from tether.config.models import ProviderConfig
+
+    return TypeAdapter(ProviderConfig).validate_python({"kind": kind, "prices": prices})
+
+
+def test_config_prices_override_the_packaged_table(table: PriceTable) -> None:
+    config = _provider(
+        "openai",
+        {
+            "gpt-4o-mini": {"input_per_mtok": 1.0, "output_per_mtok": 3.0},
+            "house-model": {"input_per_mtok": 0.5, "cached_input_per_mtok": 0.1},
+        },
+    )
+    pricing = table.pricing("oa", config)
+    assert pricing.price("gpt-4o-mini-2024-07-18") == Price(1.0, 3.0, None, None)
+    assert pricing.price("gpt-4o") == table.price_for("openai", "gpt-4o")  # not overridden
+    priced = pricing.cost(Usage(1_000_000, 0, cached_input_tokens=500_000), "house-model")
+    assert priced.known and priced.usd == pytest.approx(0.25 + 0.05)
+
+
+@pytest.mark.parametrize("kind", ["scripted", "local"])
+def test_scripted_and_local_are_free_unless_priced(table: PriceTable, kind: str) -> None:
+    assert table.pricing("p", _provider(kind, {})).cost(Usage(10, 10), "any").usd == 0.0
+    priced = _provider(kind, {"m": {"input_per_mtok": 1_000_000, "output_per_mtok": 0}})
+    assert table.pricing("p", priced).cost(Usage(3, 10), "m").usd == pytest.approx(3.0)
+
+
+def test_an_unknown_model_is_never_silently_free(table: PriceTable) -> None:
+    priced = table.pricing("oa", _provider("openai", {})).cost(Usage(1_000, 1_000), "mystery-9")
+    assert priced.usd == 0.0 and not priced.known
+    configured = table.configured({"oa": _provider("openai", {})})
+    assert configured.price_of("oa:mystery-9") is None
+    assert configured.price_of("oa:gpt-4o") == table.price_for("openai", "gpt-4o")
+    assert table.price_of("nobody:gpt-4o") is None  # a provider nobody declared
+
+
+def test_unknown_models_warn_once_at_start_up(
+    table: PriceTable, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tether.config.models import TetherConfig
+    from tether.providers.pricing import warn_unknown
+
+    feature = {"on_failure": {"respond": "later"}}
+    config = TetherConfig.model_validate(
+        {
+            "providers": {"oa": {"kind": "openai"}},
+            "features": {
+                "a": {"model": "oa:mystery-9", "fallbacks": ["oa:gpt-4o", "local:smollm2"]}
+                | feature,
+                "b": {"model": "oa:mystery-9"} | feature,
+            },
+        }
+    )
+    with caplog.at_level("WARNING", logger="tether.pricing"):
+        assert warn_unknown(config, table) == ["oa:mystery-9"]
+    warned = [r.getMessage() for r in caplog.records]
+    assert len(warned) == 1 and "providers.oa.prices" in warned[0]

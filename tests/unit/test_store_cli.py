@@ -226,3 +226,19 @@ def test_store_url_comes_from_the_config(tmp_path: Path) -> None:
     assert not (tmp_path / "tether.db").exists()
     with Store.from_url(f"sqlite:///{config.parent / 'data' / 'traces.db'}") as store:
         assert store.keys.verify(out.strip()) is not None
+
+
+def test_keys_create_with_a_tenant(config: Path) -> None:
+    code, out, err = run(
+        keys_app, "create", "--config", str(config), "-s", "support", "--tenant", "acme"
+    )
+    assert code == 0 and "tenant acme" in err
+    with Store.open(StoreConfig(), config_dir=config.parent) as store:
+        key = store.keys.verify(out.strip())
+        assert key is not None and key.tenant == "acme"
+    code, out, _ = run(keys_app, "list", "--config", str(config), "--json")
+    assert [k["tenant"] for k in json.loads(out)] == ["acme"]
+    code, out, _ = run(keys_app, "list", "--config", str(config))
+    assert code == 0 and "tenant" in out and "acme" in out
+    code, _, err = run(keys_app, "create", "--config", str(config), "-s", "support", "-t", " ")
+    assert code == 2 and "--tenant" in err

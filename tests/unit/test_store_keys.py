@@ -138,3 +138,15 @@ def test_new_keys_are_distinct_base62() -> None:
     keys = {new_key() for _ in range(200)}
     assert len(keys) == 200
     assert all(k[4:].isalnum() and k.isascii() for k in keys)
+
+
+def test_a_key_carries_its_tenant(store: Store) -> None:
+    key_id, plaintext = store.keys.create("acme-app", ["*"], tenant=" acme ")
+    _, untenanted = store.keys.create("internal", ["*"])
+    key = store.keys.verify(plaintext)
+    assert key is not None and (key.id, key.tenant) == (key_id, "acme")
+    other = store.keys.verify(untenanted)
+    assert other is not None and other.tenant is None
+    assert [k.tenant for k in store.keys.list()] == ["acme", None]
+    with pytest.raises(ValueError, match="tenant cannot be empty"):
+        store.keys.create("blank", ["*"], tenant="  ")

@@ -20,7 +20,7 @@ def test_migrations_ship_in_the_package_without_alembic_ini() -> None:
     assert (folder / "env.py").is_file()
     assert sorted(p.name for p in (folder / "versions").glob("0*.py"))[0].startswith("0001_")
     assert not list(folder.parent.glob("alembic.ini"))
-    assert head_revision() == "0003"
+    assert head_revision() == "0004"
 
 
 def test_open_migrates_to_head_and_again_is_a_no_op(tmp_path: Path) -> None:
@@ -71,3 +71,25 @@ def test_in_memory_database_is_shared_across_threads() -> None:
         thread.start()
         thread.join()
         assert counts == [0]
+
+
+def test_0004_gives_keys_made_before_it_no_tenant(tmp_path: Path) -> None:
+    """A key created on 0003 survives the upgrade (tenant NULL) and 0004 goes down cleanly."""
+    with Store.from_url(f"sqlite:///{tmp_path / 'tether.db'}") as store:
+        downgrade(store.engine, "0003")
+        assert "tenant" not in {c["name"] for c in inspect(store.engine).get_columns("api_keys")}
+        with store.engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO api_keys (id, name, prefix, hash, scopes, created_at) VALUES "
+                    "('k1', 'old', 'tth_old', 'h1', '[\"*\"]', '2026-01-01 00:00:00.000000')"
+                )
+            )
+        store.migrate()
+        assert store.revision() == head_revision() == "0004"
+        (old,) = store.keys.list()
+        assert (old.id, old.tenant) == ("k1", None)
+        store.keys.create("new", ["*"], tenant="acme")
+        assert [k.tenant for k in store.keys.list()] == [None, "acme"]
+        downgrade(store.engine, "0003")
+        assert "tenant" not in {c["name"] for c in inspect(store.engine).get_columns("api_keys")}

@@ -303,3 +303,61 @@ async def test_as_the_sink_of_the_real_pipeline() -> None:
         value(metrics, "tether_upstream_errors_total", model="up:big", error_type="UpstreamError")
         == 1
     )
+
+
+def test_budget_rate_limit_cache_and_state_counters_come_from_the_trace() -> None:
+    metrics = PrometheusMetrics()
+    soft = Trace(feature="support", variant="default")
+    soft.cache = "miss"
+    soft.attempts = [Attempt("acme:house-model", "acme", 1, start_ms=0.0, end_ms=5.0)]
+    soft.attempts[0].cost_unknown = True
+    soft.event("budget_soft_exceeded", scope="user", limit=1.0, spent=1.2)
+    soft.event("budget_settled", tokens=120, cost_usd=0.25)
+    soft.status = "ok"
+    hit = Trace(feature="support", variant="default")
+    hit.cache, hit.status = "hit", "ok"
+    hit.event("budget_settled", tokens=0, cost_usd=0.0)  # a hit is free: nothing counted
+    refused = Trace(feature="support", variant="default")
+    refused.event("rate_limited", scope="user", retry_after_s=2.5)
+    refused.status, refused.reason = "error", "rate_limit_exceeded"
+    over = Trace(feature="support", variant="default")
+    over.event("budget_exceeded", scope="tenant", limit=5, spent=5, reserved=0, mode="hard")
+    over.status, over.reason = "degraded", "budget_exceeded"
+    opened = Trace(feature="support", variant="default")
+    opened.event("state_unavailable", what="rate_limit", policy="fail_open")
+    closed = Trace(feature="support", variant="default")  # fail_closed: the reason alone
+    closed.status, closed.reason = "degraded", "state_unavailable"
+    for trace in (soft, hit, refused, over, opened, closed):
+        metrics.record(trace)
+    assert (
+        value(metrics, "tether_budget_exceeded_total", feature="support", scope="user", mode="soft")
+        == 1
+    )
+    assert (
+        value(
+            metrics, "tether_budget_exceeded_total", feature="support", scope="tenant", mode="hard"
+        )
+        == 1
+    )
+    assert value(metrics, "tether_budget_spent_usd_total", feature="support") == 0.25
+    assert value(metrics, "tether_cache_requests_total", feature="support", result="hit") == 1
+    assert value(metrics, "tether_cache_requests_total", feature="support", result="miss") == 1
+    assert value(metrics, "tether_rate_limited_total", feature="support", scope="user") == 1
+    assert (
+        value(metrics, "tether_state_unavailable_total", what="rate_limit", policy="fail_open") == 1
+    )
+    assert value(metrics, "tether_state_unavailable_total", what="call", policy="fail_closed") == 1
+    assert value(metrics, "tether_cost_unknown_total", model="acme:house-model") == 1
+    assert ("tether_cache_requests_total", (("feature", "support"), ("result", "bypass"))) not in (
+        samples(metrics)
+    )
+
+
+def test_upstream_pacing_is_a_designed_wait_not_overhead() -> None:
+    metrics = PrometheusMetrics()
+    trace = Trace(feature="support", variant="default")
+    trace.latency_ms = 300.0  # 290 ms of it paced before the upstream was asked
+    trace.event("upstream_paced", model="acme:m", waited_s=0.29)
+    trace.status = "ok"
+    metrics.record(trace)
+    assert value(metrics, "tether_gateway_overhead_seconds_bucket", le="0.025") == 1

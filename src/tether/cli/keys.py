@@ -48,6 +48,7 @@ def _key_json(key: ApiKey) -> dict[str, object]:
         "name": key.name,
         "prefix": key.prefix,
         "scopes": list(key.scopes),
+        "tenant": key.tenant,
         "created_at": key.created_at.isoformat(),
         "last_used_at": key.last_used_at.isoformat() if key.last_used_at else None,
         "revoked_at": key.revoked_at.isoformat() if key.revoked_at else None,
@@ -65,6 +66,16 @@ def create(
         typer.Option("--scope", "-s", help="A feature this key may call ('*': all); repeatable."),
     ],
     name: Annotated[str, typer.Option("--name", "-n", help="A label, e.g. the client.")] = "",
+    tenant: Annotated[
+        str | None,
+        typer.Option(
+            "--tenant",
+            "-t",
+            help="The tenant this key calls for: budgets, rate limits and a tenant-scoped "
+            "cache count its calls there, and its callers cannot name another.",
+            show_default=False,
+        ),
+    ] = None,
     config: ConfigOption = None,
     store_url: StoreUrlOption = None,
     as_json: JsonOption = False,
@@ -74,14 +85,23 @@ def create(
         store, tether_config = open_store(config, store_url)
         with store:
             _check_scopes(scope, tether_config)
-            key_id, plaintext = store.keys.create(name, scope)
+            if tenant is not None and not tenant.strip():
+                raise typer.BadParameter(
+                    "name the tenant, or leave --tenant out", param_hint="--tenant"
+                )
+            key_id, plaintext = store.keys.create(name, scope, tenant=tenant)
+    tenant = tenant.strip() if tenant is not None else None
     if as_json:
-        print_json({"id": key_id, "name": name, "key": plaintext, "scopes": sorted(set(scope))})
+        scopes = sorted(set(scope))
+        print_json(
+            {"id": key_id, "name": name, "key": plaintext, "scopes": scopes, "tenant": tenant}
+        )
         return
     typer.echo(plaintext)
+    for_tenant = f" (tenant [cyan]{escape(tenant)}[/cyan])" if tenant else ""
     Console(stderr=True, soft_wrap=True).print(
-        f"created key [cyan]{key_id}[/cyan] for {escape(', '.join(sorted(set(scope))))}. "
-        "Copy it now: tether stores only its hash and cannot show it again."
+        f"created key [cyan]{key_id}[/cyan] for {escape(', '.join(sorted(set(scope))))}"
+        f"{for_tenant}. Copy it now: tether stores only its hash and cannot show it again."
     )
 
 
@@ -104,7 +124,7 @@ def list_keys(
         console.print("no keys yet; create one with `tether keys create --scope FEATURE`")
         return
     table = Table(box=None, header_style="bold", pad_edge=False)
-    for column in ("id", "name", "prefix", "scopes", "created", "last used", "state"):
+    for column in ("id", "name", "prefix", "scopes", "tenant", "created", "last used", "state"):
         table.add_column(column, no_wrap=column in ("id", "prefix"))
     for key in keys:
         state = "[red]revoked[/red]" if key.revoked else "[green]active[/green]"
@@ -113,6 +133,7 @@ def list_keys(
             escape(key.name or "-"),
             escape(key.prefix) + "…",
             escape(", ".join(key.scopes)),
+            escape(key.tenant or "-"),
             _when(key.created_at),
             _when(key.last_used_at),
             state,

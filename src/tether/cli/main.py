@@ -24,6 +24,7 @@ SUB_APPS = (
     ("tether.cli.guards", "guards", "Run and measure input/output guards."),
     ("tether.cli.traces", "traces", "List, show and follow stored traces."),
     ("tether.cli.keys", "keys", "Create, list and revoke gateway API keys."),
+    ("tether.cli.budgets", "budgets", "Where budgets stand: spent, reserved, limit and reset."),
 )
 
 

@@ -10,9 +10,26 @@ import typer
 from rich.console import Console
 
 from tether.cli.app import ConfigOption, compile_config, load_settings
+from tether.config.models import TetherConfig
 from tether.errors import ConfigError
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def per_process_limits(config: TetherConfig) -> list[str]:
+    """What several workers on the in-process state would each count on their own: the
+    features' budgets, rate limits and caches (empty on shared state)."""
+    if config.state.backend != "memory":
+        return []
+    found = []
+    for name, feature in config.features.items():
+        if not feature.budgets.empty:
+            found.append(f"budgets of {name}")
+        if not feature.rate_limits.empty:
+            found.append(f"rate limits of {name}")
+        if feature.cache is not None:
+            found.append(f"cache of {name}")
+    return found
 
 
 def serve(
@@ -21,7 +38,12 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
     workers: Annotated[
-        int, typer.Option(min=1, help="Worker processes (breakers and budgets are per process).")
+        int,
+        typer.Option(
+            min=1,
+            help="Worker processes. Budgets, rate limits, the cache and breakers hold across "
+            "workers only on shared state (state.backend: redis).",
+        ),
     ] = 1,
 ) -> None:
     """Serve the features in CONFIG over an OpenAI-compatible API.
@@ -52,6 +74,15 @@ def serve(
     except ConfigError as exc:
         sys.stderr.write(f"{exc}\n")
         raise typer.Exit(1) from None
+    per_process = per_process_limits(settings.config) if workers > 1 else []
+    if per_process:
+        sys.stderr.write(
+            f"--workers {workers} with state.backend: memory would give each worker its own "
+            f"{', '.join(per_process)}, so each would allow the whole limit; set state: "
+            "{backend: redis, url: redis://127.0.0.1:6379/0} (pip install 'tether[redis]') or "
+            "serve with one worker\n"
+        )
+        raise typer.Exit(1)
     if not any_keys and host not in LOOPBACK_HOSTS:
         console.print(
             f"[yellow]no API key was ever created: binding to 127.0.0.1 instead of {host}[/] "

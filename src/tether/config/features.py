@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from tether.config.base import Strict
+from tether.config.budgets import BudgetsConfig, CacheConfig, RateLimitsConfig
 from tether.config.guards import GuardsConfig
 
 ON_FAILURE_HINT = (
@@ -167,6 +168,11 @@ class FeatureConfig(Strict):
     breaker: BreakerConfig = Field(default_factory=BreakerConfig)
     guards: GuardsConfig = Field(default_factory=GuardsConfig)
     trace: TraceCaptureConfig = Field(default_factory=TraceCaptureConfig)
+    budgets: BudgetsConfig = Field(default_factory=BudgetsConfig)
+    rate_limits: RateLimitsConfig = Field(default_factory=RateLimitsConfig)
+    cache: CacheConfig | None = Field(
+        default=None, description="An exact answer cache (off when absent)."
+    )
     on_failure: OnFailureConfig
 
     @field_validator("model")

@@ -13,6 +13,15 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from tether.config.base import Strict
+from tether.config.budgets import (
+    AlertsConfig,
+    BudgetsConfig,
+    CacheConfig,
+    RateLimit,
+    RateLimitsConfig,
+    RequestBudget,
+    ScopeBudget,
+)
 from tether.config.features import (
     ON_FAILURE_HINT,
     BreakerConfig,
@@ -30,19 +39,24 @@ from tether.config.providers import (
     ApiKey,
     Headers,
     LocalProviderConfig,
+    ModelPrice,
     OpenAIProviderConfig,
     ProviderConfig,
     ScriptedProviderConfig,
     ScriptedReplyConfig,
 )
+from tether.config.state import StateConfig
 from tether.config.store import JournalConfig, StoreConfig
 from tether.config.telemetry import TelemetryConfig
 
 __all__ = [
     "ON_FAILURE_HINT",
+    "AlertsConfig",
     "AnthropicProviderConfig",
     "ApiKey",
     "BreakerConfig",
+    "BudgetsConfig",
+    "CacheConfig",
     "CorsConfig",
     "FeatureConfig",
     "GatewayConfig",
@@ -51,13 +65,19 @@ __all__ = [
     "Headers",
     "JournalConfig",
     "LocalProviderConfig",
+    "ModelPrice",
     "OnFailureConfig",
     "OpenAIProviderConfig",
     "PromptConfig",
     "ProviderConfig",
+    "RateLimit",
+    "RateLimitsConfig",
+    "RequestBudget",
     "RetryConfig",
+    "ScopeBudget",
     "ScriptedProviderConfig",
     "ScriptedReplyConfig",
+    "StateConfig",
     "StoreConfig",
     "StreamConfig",
     "TelemetryConfig",
@@ -74,6 +94,8 @@ class TetherConfig(Strict):
     store: StoreConfig = Field(default_factory=StoreConfig)
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
+    state: StateConfig = Field(default_factory=StateConfig)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
 
     @model_validator(mode="before")
     @classmethod

@@ -55,6 +55,28 @@ class CapabilityFlags(Strict):
     logprobs: bool | None = None
 
 
+class ModelPrice(Strict):
+    """What one model's tokens cost, USD per 1M tokens, over the packaged price table (which
+    is also how a team prices its own model, a local one or a scripted one). Cached input
+    tokens cost ``cached_input_per_mtok`` (default: the input price), reasoning tokens
+    ``reasoning_per_mtok`` (default: the output price)."""
+
+    input_per_mtok: float = Field(ge=0)
+    output_per_mtok: float = Field(default=0.0, ge=0)
+    cached_input_per_mtok: float | None = Field(default=None, ge=0)
+    reasoning_per_mtok: float | None = Field(default=None, ge=0)
+
+
+Prices = Annotated[
+    dict[str, ModelPrice],
+    Field(
+        default_factory=dict,
+        description="Per model name: its price, over the packaged table, e.g. "
+        "{gpt-4o-mini: {input_per_mtok: 0.15, output_per_mtok: 0.6}}.",
+    ),
+]
+
+
 Capabilities = Annotated[
     dict[str, CapabilityFlags],
     Field(
@@ -76,6 +98,7 @@ class LocalProviderConfig(Strict):
     n_threads: int | None = Field(default=None, ge=1)
     max_concurrency: int = Field(default=1, ge=1, le=8)
     capabilities: Capabilities
+    prices: Prices
     embedding_model_path: str | None = Field(
         default=None,
         description="A GGUF file for embedding features; default: model_path (the embedded "
@@ -90,6 +113,7 @@ class HttpProviderConfig(Strict):
     model_config = ConfigDict(hide_input_in_errors=True)  # api_key and headers hold secrets
 
     capabilities: Capabilities
+    prices: Prices
     api_key: ApiKey = None
     headers: Headers = Field(default_factory=dict)
     connect_timeout_s: float = Field(default=5.0, gt=0)
@@ -136,6 +160,7 @@ class ScriptedProviderConfig(Strict):
 
     kind: Literal["scripted"]
     capabilities: Capabilities
+    prices: Prices
     replies: list[ScriptedReplyConfig] = Field(
         default_factory=lambda: [ScriptedReplyConfig(text="scripted reply")]
     )

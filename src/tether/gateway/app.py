@@ -12,9 +12,10 @@ Routes:
     GET  /v1/models                 the features the key may call
     GET  /v1/models/{model_id}      one of them (404 unknown, 403 outside the key's scopes)
     POST /v1/features/{name}/run    native call: variables in, Result out
-    GET  /healthz, /readyz          liveness; readiness checks the store
+    GET  /healthz, /readyz          liveness; readiness checks the store and the state backend
     GET  /metrics                   Prometheus (admin token, when one is set)
     GET  /admin/traces[/{id}]       stored traces (admin token)
+    GET  /admin/budgets             where budgets stand per feature and scope (admin token)
     GET  /openapi.json              this API as OpenAPI 3.1 (``tether.gateway.openapi``)
 """
 
@@ -34,6 +35,7 @@ from tether.errors import InvalidRequest, TetherError
 from tether.gateway import wire
 from tether.gateway.asgi import App, Handler, Route
 from tether.gateway.auth import Authenticator
+from tether.gateway.budgets import budgets_handler
 from tether.gateway.chat import chat_handler
 from tether.gateway.completions import completions_handler
 from tether.gateway.cors import Cors
@@ -42,6 +44,7 @@ from tether.gateway.errors import internal_envelope
 from tether.gateway.http import (
     TRACE_KEY,
     call_trace_id,
+    caller,
     error_response,
     overhead_ms,
     read_body,
@@ -138,7 +141,8 @@ class Routes:
 
     async def native_run(self, request: Request) -> Response:
         feature = request.path_params["name"]
-        await self.auth.require_feature(request.headers, self.rt.tether.pipeline.canonical(feature))
+        canonical = self.rt.tether.pipeline.canonical(feature)
+        key = await self.auth.require_feature(request.headers, canonical)
         require_json(request.headers)
         body = await read_body(request, self.rt.settings.max_body_bytes)
         run = wire.parse_body(wire.NativeRunRequest, body or b"{}")
@@ -146,9 +150,9 @@ class Routes:
             result: Result = await self.rt.tether.run(
                 feature,
                 run.variables,
-                user=run.user,
                 metadata=run.metadata,
                 on_start=remember(request),
+                **caller(request.headers, key, run.user),
             )
         except TetherError as exc:
             return error_response(exc, started_trace(request))
@@ -161,8 +165,10 @@ class Routes:
         return JSONResponse({"status": "ok"})
 
     async def readyz(self, request: Request) -> Response:
+        """200 when every check is ``ok`` (or ``degraded``: the state backend is unreachable
+        but ``fail_open`` serves anyway), else 503 with what failed."""
         checks = await self.rt.readiness()
-        ok = all(v == "ok" for v in checks.values())
+        ok = all(v == "ok" or v.startswith("degraded") for v in checks.values())
         return JSONResponse(
             {"status": "ok" if ok else "unavailable", "checks": checks},
             status_code=200 if ok else 503,
@@ -173,6 +179,7 @@ class Routes:
             self.auth.require_admin(request.headers)
         elif await self.auth.local_mode():
             self.auth.check_local(request.headers)
+        await self.rt.tether.health.refresh()  # breaker states shared on Redis: read them now
         return Response(self.rt.render_metrics(), media_type=self.rt.metrics.content_type)
 
     async def admin_traces(self, request: Request) -> Response:
@@ -248,6 +255,7 @@ def create_app(settings: GatewaySettings, **runtime_options: Any) -> App:
         ("GET", "/metrics", routes.metrics),
         ("GET", "/admin/traces", routes.admin_traces),
         ("GET", "/admin/traces/{trace_id}", routes.admin_trace),
+        ("GET", "/admin/budgets", budgets_handler(runtime)),
         ("GET", OPENAPI_PATH, openapi_handler()),
     ]
     guarded, cors = guarding(runtime.metrics), Cors(settings.config.gateway.cors)

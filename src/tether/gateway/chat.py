@@ -27,6 +27,7 @@ from tether.gateway.asgi import Handler
 from tether.gateway.errors import envelope, internal_envelope
 from tether.gateway.http import (
     TRACE_KEY,
+    caller,
     error_response,
     read_body,
     require_json,
@@ -87,7 +88,8 @@ def chat_handler(runtime: GatewayRuntime) -> Handler:
         n = chat.n or 1
         starts = _Starts(request, n, dropped)
         tether = runtime.tether
-        options: dict[str, Any] = {"request": asked, "user": chat.user, "metadata": chat.metadata}
+        options: dict[str, Any] = {"request": asked, "metadata": chat.metadata}
+        options.update(caller(request.headers, key, chat.user))
         if chat.stream:
             streams: list[Chunks] = [
                 tether.stream(feature, variables, on_start=starts.hook(i), **options)

@@ -37,6 +37,7 @@ from tether.gateway import wire
 from tether.gateway.asgi import Handler
 from tether.gateway.errors import envelope, internal_envelope
 from tether.gateway.http import (
+    caller,
     error_response,
     read_body,
     remember,
@@ -261,16 +262,13 @@ def completions_handler(runtime: GatewayRuntime) -> Handler:
         variables.update(wire.template_variables(chat))
         asked = wire.to_model_request(chat, extra)
         started = remember(request, sorted([*dropped, *unknown]))
+        who = caller(request.headers, key, chat.user)
         tether = runtime.tether
         if req.stream:
-            chunks = tether.stream(
-                feature, variables, request=asked, user=chat.user, on_start=started
-            )
+            chunks = tether.stream(feature, variables, request=asked, on_start=started, **who)
             return await _stream(request, chunks, req)
         try:
-            result = await tether.run(
-                feature, variables, request=asked, user=chat.user, on_start=started
-            )
+            result = await tether.run(feature, variables, request=asked, on_start=started, **who)
         except TetherError as exc:
             return _error(request, exc)
         model = wire.answering_model(result, req.model)

@@ -27,6 +27,7 @@ from tether.errors import TetherError
 from tether.gateway import wire
 from tether.gateway.asgi import Handler
 from tether.gateway.http import (
+    caller,
     error_response,
     read_body,
     remember,
@@ -111,14 +112,15 @@ def embeddings_handler(runtime: GatewayRuntime) -> Handler:
         feature = asked.model
         runtime.auth.check_scope(key, runtime.tether.pipeline.canonical(feature))
         dropped = sorted(asked.model_extra or {})
+        who = caller(request.headers, key, asked.user)
         tether = runtime.tether
         try:
             result = await tether.embed(
                 feature,
                 asked.texts,
                 dimensions=asked.dimensions,
-                user=asked.user,
                 on_start=remember(request, dropped),
+                **who,
             )
         except TetherError as exc:
             return error_response(exc, started_trace(request))

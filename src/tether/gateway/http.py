@@ -1,21 +1,83 @@
-"""What every gateway handler shares: the call's trace on the request, tether's response
-headers, the error response, and reading a JSON body within the size limit."""
+"""What every gateway handler shares: who the call is for, the call's trace on the request,
+tether's response headers, the error response, and reading a JSON body within the size limit.
+
+Who a call is for (:func:`caller`), as budgets, rate limits and a scoped cache count it:
+
+- user: the request's OpenAI ``user`` field, else the ``x-tether-user`` header;
+- tenant: the API key's tenant (``tether keys create --tenant T``); a key without one lets
+  the caller name it in ``x-tether-tenant``; a caller naming another tenant than its key's
+  gets a 403 (a caller never overrides what its key defines);
+- key: the API key's id (none in local mode);
+- cache: off for this call (neither read nor filled) on ``Cache-Control: no-cache`` or
+  ``no-store``.
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from tether.errors import PayloadTooLarge, TetherError, UnsupportedMediaType
+from tether.errors import (
+    InvalidRequest,
+    PayloadTooLarge,
+    PermissionDenied,
+    TetherError,
+    UnsupportedMediaType,
+)
 from tether.gateway.errors import advice_headers, envelope
 from tether.pipeline.result import Result
 from tether.telemetry.trace import Trace, new_trace_id
 
+if TYPE_CHECKING:
+    from tether.store.keys import ApiKey
+
 log = logging.getLogger("tether.gateway")
 TRACE_KEY = "tether.trace"  # in the ASGI scope: the call's trace, once the SDK started the call
+USER_HEADER = "x-tether-user"
+TENANT_HEADER = "x-tether-tenant"
+MAX_IDENTITY = 256  # characters of a user or tenant id
+
+
+def _identity(value: str | None, name: str) -> str | None:
+    """A user or tenant id as sent (None when absent or empty); a 400 when it is too long."""
+    if value is not None and len(value) > MAX_IDENTITY:
+        raise InvalidRequest(
+            f"{name}: at most {MAX_IDENTITY} characters (this one has {len(value)}); send a "
+            "stable id, not a description",
+            param=name,
+        )
+    return value if value is not None and value.strip() else None
+
+
+def no_cache(headers: Mapping[str, str]) -> bool:
+    """Whether ``Cache-Control`` says ``no-cache`` or ``no-store`` (any case, among others)."""
+    directives = headers.get("cache-control", "").lower().split(",")
+    return any(d.strip().partition("=")[0] in ("no-cache", "no-store") for d in directives)
+
+
+def caller(headers: Mapping[str, str], key: ApiKey | None, user: str | None) -> dict[str, Any]:
+    """The SDK's ``user``, ``tenant``, ``key`` and ``cache`` arguments for this request (see
+    the module docstring); ``user`` is the body's OpenAI ``user`` field. Raises
+    PermissionDenied when ``x-tether-tenant`` names another tenant than the key's."""
+    asked = _identity(headers.get(TENANT_HEADER), TENANT_HEADER)
+    tenant = key.tenant if key is not None else None
+    if key is not None and tenant is not None and asked is not None and asked != tenant:
+        raise PermissionDenied(
+            f"this key ({key.name or key.id}) calls for tenant {tenant!r} and "
+            f"cannot call for {asked[:100]!r}; leave {TENANT_HEADER} out, or use a key "
+            f"created with `tether keys create --tenant {asked[:100]}`",
+            reason="tenant_mismatch",
+        )
+    return {
+        "user": _identity(user, "user") or _identity(headers.get(USER_HEADER), USER_HEADER),
+        "tenant": tenant or asked,
+        "key": key.id if key is not None else None,
+        "cache": not no_cache(headers),
+    }
 
 
 def overhead_ms(trace: Trace) -> float:
@@ -32,6 +94,8 @@ def tether_headers(trace: Trace, degraded: bool, reason: str | None) -> dict[str
     }
     if degraded:
         headers["x-tether-degraded"] = reason or "true"
+    if trace.cache is not None:  # the feature has a cache: hit, miss or bypass
+        headers["x-tether-cache"] = trace.cache
     return headers
 
 

@@ -57,7 +57,22 @@ ERRORS: Mapping[int, tuple[str, str]] = {
         "function) that the feature's `on_failure.respond_json` cannot give (code "
         "`structured_output_unavailable`, sent with `x-should-retry: false`).",
     ),
-    429: ("TooManyRequests", "A budget or rate limit was hit."),
+    429: (
+        "TooManyRequests",
+        "A rate limit (code `rate_limit_exceeded`) or a budget whose feature says "
+        "`budgets.on_exceeded: reject` (code `budget_exceeded`) was hit; `Retry-After` says "
+        "when to try again (a request too big for its `request` budget says "
+        "`x-should-retry: false` instead).",
+    ),
+}
+# the request headers every feature call reads (who the call is for; the cache)
+CALL_HEADERS: Mapping[str, str] = {
+    "x-tether-user": "The end user (budgets, rate limits and a user-scoped cache count per "
+    "user); the body's `user` field, when sent, wins.",
+    "x-tether-tenant": "The tenant, for a key created without `--tenant` (a key's own tenant "
+    "always applies: naming another is a 403).",
+    "Cache-Control": "`no-cache` or `no-store`: the feature's cache neither answers nor "
+    "keeps this call.",
 }
 
 
@@ -95,8 +110,34 @@ def _ok(description: str, schema: str, **more: Any) -> dict[str, Any]:
 def _headers() -> dict[str, Any]:
     return {
         name: {"$ref": f"#/components/headers/{name}"}
-        for name in ("x-tether-trace-id", "x-tether-overhead-ms", "x-tether-degraded")
+        for name in (
+            "x-tether-trace-id",
+            "x-tether-overhead-ms",
+            "x-tether-degraded",
+            "x-tether-cache",
+            "Retry-After",
+        )
     }
+
+
+def _call_headers() -> list[dict[str, Any]]:
+    """The request headers of a feature call, as OpenAPI parameters (user and tenant ids are
+    at most 256 characters)."""
+    return [
+        {
+            "name": name,
+            "in": "header",
+            "required": False,
+            "description": text,
+            "schema": {"type": "string"}
+            if name == "Cache-Control"
+            else {
+                "type": "string",
+                "maxLength": 256,
+            },
+        }
+        for name, text in CALL_HEADERS.items()
+    ]
 
 
 def _json_body(schema: str, example: dict[str, Any]) -> dict[str, Any]:
@@ -138,6 +179,7 @@ def _feature_paths(api_key: list[dict[str, list[str]]]) -> dict[str, Any]:
         "`model` is the model that answered, as its upstream named it.",
         "tags": ["openai"],
         "security": api_key,
+        "parameters": _call_headers(),
         "requestBody": _json_body(
             "ChatRequest", {"model": "assistant", "messages": [{"role": "user", "content": "Hi!"}]}
         ),
@@ -160,7 +202,8 @@ def _feature_paths(api_key: list[dict[str, list[str]]]) -> dict[str, Any]:
                 "description": "The feature.",
                 "schema": {"type": "string", "minLength": 1},
                 "example": "assistant",
-            }
+            },
+            *_call_headers(),
         ],
         "requestBody": _json_body("NativeRunRequest", {"variables": {"message": "Hi!"}}),
         "responses": {"200": _ok("The Result.", "RunResult"), **call_errors},
@@ -216,6 +259,7 @@ def _completions(api_key: list[dict[str, list[str]]], errors: dict[str, Any]) ->
         "feature's prompt template; the prompt is its `message`.",
         "tags": ["openai"],
         "security": api_key,
+        "parameters": _call_headers(),
         "requestBody": _json_body("CompletionRequest", {"model": "assistant", "prompt": "Hi!"}),
         "responses": {
             "200": _ok("The answer (degraded answers say so).", "TextCompletion", **stream),
@@ -234,6 +278,7 @@ def _embeddings(api_key: list[dict[str, list[str]]]) -> Operation:
         "vector as little-endian float32 bytes in base64, as OpenAI does.",
         "tags": ["openai"],
         "security": api_key,
+        "parameters": _call_headers(),
         "requestBody": _json_body(
             "EmbeddingsRequest", {"model": "search-embed", "input": ["first text", "second"]}
         ),
@@ -271,6 +316,7 @@ def _responses(api_key: list[dict[str, list[str]]], errors: dict[str, Any]) -> O
         "and `conversation` are refused (400 naming the field).",
         "tags": ["openai"],
         "security": api_key,
+        "parameters": _call_headers(),
         "requestBody": _json_body("ResponsesRequest", {"model": "assistant", "input": "Hi!"}),
         "responses": {
             "200": _ok("The response (degraded answers say so).", "ResponseObject", **stream),
@@ -344,7 +390,8 @@ def _ops_paths() -> dict[str, Any]:
         "/readyz": {
             "get": _open(
                 "readyz",
-                "Readiness: the store answers and the trace writer runs.",
+                "Readiness: the store and the state backend answer and the trace writer runs "
+                "(an unreachable state backend under `fail_open` reads `degraded: ...`, ready).",
                 _ok("Ready.", "Readiness"),
                 {"503": _ok("Not ready; `checks` says what failed.", "Readiness")},
             )
@@ -422,7 +469,30 @@ def _admin_paths() -> dict[str, Any]:
         ],
         "responses": {"200": _ok("The trace.", "StoredTrace"), **_errors(401, 403, 404)},
     }
-    return {"/admin/traces": {"get": traces}, "/admin/traces/{trace_id}": {"get": trace}}
+    budgets: Operation = {
+        "operationId": "budgetStatus",
+        "summary": "Where each budget stands: spent, reserved, limit, mode and reset time per "
+        "feature and scope (`tether budgets status` prints the same).",
+        "tags": ["admin"],
+        "security": admin,
+        "parameters": [
+            query("feature", text, "Only this feature (default: every feature with budgets)."),
+            query("user", text, "The user whose `user` budgets to show."),
+            query("tenant", text, "The tenant whose `tenant` budgets to show."),
+            query("key", text, "The API key id whose `key` budgets to show."),
+        ],
+        "description": "A 424 with code `state_unavailable` when the state backend (Redis) "
+        "cannot be read.",
+        "responses": {
+            "200": _ok("The budgets.", "BudgetReport"),
+            **_errors(400, 401, 403, 404, 424),
+        },
+    }
+    return {
+        "/admin/traces": {"get": traces},
+        "/admin/traces/{trace_id}": {"get": trace},
+        "/admin/budgets": {"get": budgets},
+    }
 
 
 def _components() -> dict[str, Any]:
@@ -431,6 +501,8 @@ def _components() -> dict[str, Any]:
         "x-tether-trace-id": "The call's trace id (`GET /admin/traces/{trace_id}`).",
         "x-tether-overhead-ms": "Time tether added, in milliseconds.",
         "x-tether-degraded": "Present on a degraded answer: the reason.",
+        "x-tether-cache": "On a call of a feature with a cache: `hit`, `miss` or `bypass`.",
+        "Retry-After": "On a 429 from a budget or rate limit: whole seconds to wait.",
     }
     return {
         "schemas": _component_schemas(),

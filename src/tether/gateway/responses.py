@@ -333,6 +333,32 @@ class Readiness(BaseModel):
     checks: dict[str, str] = Field(description="Each check: `ok`, or what failed.")
 
 
+class BudgetScopeStatus(BaseModel):
+    """One budget scope of one feature in its current period."""
+
+    model_config = ConfigDict(extra="allow")
+    feature: str
+    scope: Literal["user", "tenant", "key", "feature", "global"]
+    identity: str | None = Field(description="The user, tenant or key id; null otherwise.")
+    dimension: Literal["cost_usd", "tokens"]
+    spent: float | None = Field(description="Settled so far (null: unknown in this process).")
+    reserved: float | None = Field(description="Held by calls in flight (null: unknown).")
+    limit: float
+    mode: Literal["hard", "soft"]
+    period: Literal["minute", "hour", "day", "month"]
+    period_start: float = Field(description="Epoch seconds.")
+    resets_at: float = Field(description="Epoch seconds: when the next period starts.")
+
+
+class BudgetReport(BaseModel):
+    """``GET /admin/budgets``: where each budget stands (``tether budgets status`` prints the
+    same)."""
+
+    backend: Literal["memory", "redis"]
+    note: str | None = Field(description="What the numbers mean for this backend, if anything.")
+    scopes: list[BudgetScopeStatus]
+
+
 class TraceSummary(BaseModel):
     """One stored trace, without its steps."""
 
@@ -388,4 +414,5 @@ RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
     Readiness,
     TraceList,
     StoredTrace,
+    BudgetReport,
 )

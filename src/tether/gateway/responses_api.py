@@ -51,6 +51,7 @@ from tether.gateway import wire
 from tether.gateway.asgi import Handler
 from tether.gateway.errors import envelope
 from tether.gateway.http import (
+    caller,
     error_response,
     read_body,
     remember,
@@ -80,6 +81,7 @@ class _Call:
     variables: dict[str, Any]
     dropped: list[str]
     owner: str | None
+    who: dict[str, Any]  # user, tenant, key, cache: :func:`tether.gateway.http.caller`
     created_at: int = field(default_factory=lambda: int(time.time()))
 
     @property
@@ -108,6 +110,7 @@ async def _prepare(runtime: GatewayRuntime, request: Request) -> _Call:
     req = wire.parse_body(rw.ResponsesRequest, body)
     feature = req.model.partition(":")[0]
     runtime.auth.check_scope(key, _canonical(runtime, feature))
+    who = caller(request.headers, key, req.user)
     extra, dropped = rw.passed_extra(req)
     history = []
     if req.previous_response_id is not None:
@@ -124,7 +127,7 @@ async def _prepare(runtime: GatewayRuntime, request: Request) -> _Call:
         history = rw.history_messages([*earlier.input, *earlier.output])
     asked = rw.to_model_request(req, history, extra)
     variables = rw.template_variables(req, asked)
-    return _Call(req, feature, asked, variables, dropped, _owner(key))
+    return _Call(req, feature, asked, variables, dropped, _owner(key), who)
 
 
 def _kept_input(result: Result) -> dict[str, Any] | None:
@@ -185,9 +188,9 @@ def responses_handler(runtime: GatewayRuntime) -> Handler:
         started = remember(request, call.dropped)
         options: dict[str, Any] = {
             "request": call.asked,
-            "user": call.req.user,
             "metadata": call.req.metadata,
             "on_start": started,
+            **call.who,
         }
         tether = runtime.tether
         if call.req.stream:

@@ -158,7 +158,22 @@ class GatewayRuntime:
         except Exception as exc:  # noqa: BLE001 - reported as the check's result
             checks["store"] = f"error: {type(exc).__name__}: {exc}"
         checks["trace_writer"] = "ok" if self._writer is not None else "stopped"
+        checks["state"] = await self._state_check()
         return checks
+
+    async def _state_check(self) -> str:
+        """``ok``; ``error: ...`` when the state backend (Redis) cannot be reached and calls
+        take their failure path (fail_closed: not ready); ``degraded: ...`` when they pass
+        unchecked (fail_open: still ready, said so)."""
+        shared = self.tether.services.state
+        try:
+            await shared.backend.ping()
+        except Exception as exc:  # noqa: BLE001 - reported as the check's result
+            problem = f"{type(exc).__name__}: {exc}"
+            if shared.on_unavailable == "fail_open":
+                return f"degraded: {problem} (fail_open: calls pass without budgets or limits)"
+            return f"error: {problem}"
+        return "ok"
 
     def render_metrics(self) -> bytes:
         return self.metrics.render()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from tether.providers.base import CallContext
 from tether.telemetry.trace import Trace
@@ -24,17 +24,31 @@ class Answer:
 
     ``response`` is the answer as the model (or the stage that answered, e.g. a cache hit) gave
     it; ``text`` is what the caller gets, ``traced`` what the trace keeps (placeholders in where
-    a guard redacted), ``value`` the typed answer an output guard produced (else None). A stage
-    that changes the answer returns a new one (``dataclasses.replace``)."""
+    a guard redacted), ``value`` the typed answer an output guard produced (else None). An
+    embedding call's answer has ``vectors`` (its ``response`` has no text, only the usage and
+    the model). A stage that changes the answer returns a new one (``dataclasses.replace``)."""
 
     response: ModelResponse
     text: str
     traced: str
     value: Any = None
+    vectors: list[list[float]] | None = None
 
     @classmethod
     def of(cls, response: ModelResponse) -> Answer:
         return cls(response, response.text, response.text)
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who a call is for, as budgets, rate limits and the cache scope it: the end user, the
+    tenant, the gateway's API key (its id), and whether the cache may answer (``cache=False``,
+    ``Cache-Control: no-cache``: it may not, and the fresh answer is not stored either)."""
+
+    user: str | None = None
+    tenant: str | None = None
+    key: str | None = None
+    cache: bool = True
 
 
 @dataclass(slots=True)
@@ -58,6 +72,8 @@ class Call:
     guards: CallGuards | None = None  # this call's guards, once a guard stage ran
     state: dict[object, Any] = field(default_factory=dict)
     entered: int = 0
+    caller: Caller = field(default_factory=Caller)
+    kind: Literal["chat", "embedding"] = "chat"  # an embedding call's answer has vectors
 
     @classmethod
     def begin(
@@ -67,9 +83,15 @@ class Call:
         request: ModelRequest,
         variables: Mapping[str, Any],
         deadline: float | None = None,
+        caller: Caller | None = None,
     ) -> Call:
         """A call of ``feature``; its deadline is the feature's, or ``deadline`` (a
         ``time.monotonic()`` instant: the parent call's) when that comes first."""
         own = time.monotonic() + feature.config.deadline_s
         ctx = CallContext(trace, own if deadline is None else min(own, deadline))
-        return cls(feature, trace, request, variables, feature.model, ctx)
+        call = cls(feature, trace, request, variables, feature.model, ctx)
+        if caller is not None:
+            call.caller = caller
+        if feature.config.kind == "embedding":
+            call.kind = "embedding"
+        return call

@@ -4,10 +4,13 @@
              feature is an InvalidRequest naming its kind); the VariantPicker decides the
              call's variant. The inputs are seen as one user message each, so the input guards
              and the trace's capture treat them as they treat a conversation
-    input    the feature's input guards on every input text: ``block`` refuses the call,
-             ``redact`` embeds the redacted text, ``fallback`` starts the chain further on
+    before   the feature's stages that apply to embedding calls, in slot order, as for chat:
+             input guards on every input text (``block`` refuses the call, ``redact`` embeds
+             the redacted text, ``fallback`` starts the chain further on), rate limits,
+             budget reserve, cache lookup (a hit answers: the model is not called)
     model    the feature's Chain ``embed``: per model WithRetry(WithBreaker(Recorded(
              WithTimeout(wrappers(model))))), fallback across them; every attempt on the trace
+    after    the same stages in reverse (cache store, budget settle)
     result   the vectors, the trace's usage and cost, the model that answered
     failure  on_failure ``feature`` (another embedding feature, the same inputs, within what is
              left of the deadline: a degraded result) or ``raise`` (FeatureFailed); embedding
@@ -15,7 +18,8 @@
     finish   the trace keeps the inputs per the feature's ``trace.capture`` and "N vectors of D
              dims" as its output, and goes to the sink like any call's
 
-Stages of one's own (``Tether(stages=...)``) see chat answers and are not run here.
+A stage runs here when it says ``applies_to_embeddings = True`` (its answers then have
+``vectors`` and no text); stages of one's own that do not are left out of embedding features.
 """
 
 from __future__ import annotations
@@ -26,11 +30,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tether.errors import InvalidRequest, TetherError
-from tether.pipeline.call import Call
-from tether.pipeline.guarding import InputGuards
+from tether.pipeline.call import Answer, Call, Caller
 from tether.pipeline.pipeline import Pipeline
 from tether.telemetry.trace import Trace
-from tether.types import EmbeddingRequest, EmbeddingResponse, Message, ModelRequest, Usage
+from tether.types import (
+    EmbeddingRequest,
+    EmbeddingResponse,
+    Message,
+    ModelRequest,
+    ModelResponse,
+    Usage,
+)
 
 
 @dataclass(slots=True)
@@ -79,6 +89,7 @@ def start(
     user: str | None = None,
     metadata: Mapping[str, Any] | None = None,
     extra: Mapping[str, Any] | None = None,
+    caller: Caller | None = None,
 ) -> EmbeddingCall:
     """Resolve the feature and pick its variant (raises InvalidRequest on caller error: a chat
     feature, no inputs, an empty text)."""
@@ -92,10 +103,13 @@ def start(
             reason="wrong_feature_kind",
         )
     check_inputs(inputs)
-    trace = Trace(feature=compiled.name, user=user, metadata=dict(metadata or {}))
-    trace.variant = pipeline.picker.pick(compiled, trace)
-    call = Call.begin(compiled, trace, as_messages(inputs), {})
+    trace, caller = pipeline.trace_for(compiled, user, metadata, caller)
     asked = EmbeddingRequest(list(inputs), dimensions, dict(extra or {}))
+    request = as_messages(inputs)
+    request.extra.update(asked.extra)  # what the stages see of the options (the cache key)
+    if dimensions is not None:
+        request.extra["dimensions"] = dimensions
+    call = Call.begin(compiled, trace, request, {}, caller=caller)
     return EmbeddingCall(call, asked)
 
 
@@ -121,25 +135,42 @@ async def run(pipeline: Pipeline, embedding: EmbeddingCall) -> EmbeddingResult:
     try:
         return await _run(pipeline, embedding.call, embedding.asked)
     finally:
-        await pipeline._finish(embedding.call)
+        await pipeline._to_the_end(pipeline._finish(embedding.call))
 
 
 async def _run(pipeline: Pipeline, call: Call, asked: EmbeddingRequest) -> EmbeddingResult:
-    runner = call.feature.guards
     try:
-        if runner is not None:
-            await InputGuards(runner).before(call)  # block raises; redact; fallback
-        texts = [message.content or "" for message in call.request.messages]
-        response = await call.model.embed(dataclasses.replace(asked, inputs=texts), call.ctx)
+        answer = await pipeline._before(call)  # input guards: block raises; redact; fallback
+        if answer is None:
+            texts = [message.content or "" for message in call.request.messages]
+            embedded = await call.model.embed(dataclasses.replace(asked, inputs=texts), call.ctx)
+            answer = as_answer(embedded)
+        answer = await pipeline._after(call, answer)
     except TetherError as exc:
+        if exc.to_caller:
+            await pipeline._refuse(call, exc)
         return await _failure_path(pipeline, call, asked, exc)
-    return _answered(call, response)
+    return _answered(call, answer)
 
 
-def _answered(call: Call, response: EmbeddingResponse) -> EmbeddingResult:
-    trace = call.trace
+def as_answer(response: EmbeddingResponse) -> Answer:
+    """An embedding model's answer as the stages see it: the vectors, no text."""
+    said = ModelResponse(
+        "",
+        response.usage,
+        response.model,
+        response.provider,
+        cost_usd=response.cost_usd,
+        position=response.position,
+    )
+    return Answer(said, "", "", vectors=response.vectors)
+
+
+def _answered(call: Call, answer: Answer) -> EmbeddingResult:
+    trace, response = call.trace, answer.response
+    vectors = answer.vectors or []
     trace.status = "ok"
-    count, width = len(response.vectors), len(response.vectors[0]) if response.vectors else 0
+    count, width = len(vectors), len(vectors[0]) if vectors else 0
     trace.output = f"{count} vectors of {width} dims"
     answered = [a for a in trace.attempts if a.status == "ok"]
     trace.model = answered[-1].model if answered else f"{response.provider}:{response.model}"
@@ -149,7 +180,7 @@ def _answered(call: Call, response: EmbeddingResponse) -> EmbeddingResult:
     trace.usage, trace.cost_usd = usage, sum(a.cost_usd for a in trace.attempts)
     trace.latency_ms = trace.now_ms()
     return EmbeddingResult(
-        vectors=response.vectors,
+        vectors=vectors,
         feature=trace.feature,
         trace_id=trace.id,
         usage=usage,
@@ -167,6 +198,7 @@ async def _failure_path(
 ) -> EmbeddingResult:
     """``on_failure: {feature: ...}`` embeds the same inputs with another embedding feature
     (degraded); else ``raise``."""
+    await pipeline._failed(call, error)
     nested = pipeline._failure_feature(call, error, as_messages(asked.inputs))
     if nested is None:
         pipeline._raise_failed(call, error)

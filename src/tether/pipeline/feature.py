@@ -6,6 +6,7 @@ guards' two and the caller's own: :mod:`tether.pipeline.stages`; none without gu
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +42,7 @@ class CompiledFeature:
     guards: GuardRunner | None = None  # None without guards: the unguarded path stays as fast
     own_messages: int = 0  # leading messages of every request that are the feature's own
     stages: tuple[Stage, ...] = ()  # in slot order; empty without guards or stages of one's own
+    version: str = ""  # a hash of the feature's effective spec (config_version on its traces)
 
     @classmethod
     def compile(
@@ -68,7 +70,10 @@ class CompiledFeature:
         if guards is not None:
             builtin = [InputGuards(guards), OutputGuards(guards)]
         ordered = arrange([*builtin, *stages])
-        return cls(name, config, model, template, system, capture, guards, own, ordered)
+        if config.kind == "embedding":
+            ordered = tuple(s for s in ordered if getattr(s, "applies_to_embeddings", False))
+        version = config_version(config)
+        return cls(name, config, model, template, system, capture, guards, own, ordered, version)
 
     def build_request(self, variables: Mapping[str, Any]) -> ModelRequest:
         """The feature's own prompt: system and template rendered with the call's variables."""
@@ -117,6 +122,13 @@ class CompiledFeature:
                 "feature's prompt template",
                 reason="template_error",
             ) from None
+
+
+def config_version(config: FeatureConfig) -> str:
+    """A short hash of a feature's effective spec (every field, defaults included): calls of
+    the same version ran the same prompt, models, guards, budgets and failure path."""
+    spec = config.model_dump_json(by_alias=True)
+    return hashlib.sha256(spec.encode("utf-8")).hexdigest()[:16]
 
 
 def _static_text(env: SandboxedEnvironment, template: Any, source: str | None) -> bool:

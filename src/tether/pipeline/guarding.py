@@ -53,6 +53,7 @@ class InputGuards(Stage):
     spends on it; the model is asked the request as they leave it, from where they say."""
 
     slot: Slot = "input"
+    applies_to_embeddings = True  # every input text of an embedding call is checked too
 
     def __init__(self, runner: GuardRunner) -> None:
         self.runner = runner

@@ -31,8 +31,10 @@ docs/guards.md; the whole picture: docs/architecture.md.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
-from collections.abc import AsyncGenerator, Mapping
+import logging
+from collections.abc import AsyncGenerator, Coroutine, Mapping
 from typing import Any, NoReturn
 
 from tether.errors import (
@@ -43,7 +45,7 @@ from tether.errors import (
     StructuredOutputUnavailable,
     TetherError,
 )
-from tether.pipeline.call import Answer, Call
+from tether.pipeline.call import Answer, Call, Caller
 from tether.pipeline.feature import CompiledFeature
 from tether.pipeline.result import Result, StreamChunk
 from tether.pipeline.stages import Baseline, StreamFilter, VariantPicker
@@ -54,6 +56,7 @@ from tether.telemetry.trace import Trace
 from tether.types import ModelChunk, ModelRequest, ModelResponse, ToolCallDelta, Usage
 
 __all__ = ["Call", "Pipeline"]
+log = logging.getLogger("tether.pipeline")
 
 
 class Pipeline:
@@ -67,6 +70,7 @@ class Pipeline:
         self.sink = sink
         self.picker: VariantPicker = picker or Baseline()
         self.aliases = {a: name for name, f in features.items() for a in f.config.aliases}
+        self._ending: set[asyncio.Task[None]] = set()  # endings outliving a cancelled caller
 
     def canonical(self, name: str) -> str:
         """The feature ``name`` stands for (a feature's alias: that feature's own name), or
@@ -92,10 +96,12 @@ class Pipeline:
         request: ModelRequest | None = None,
         user: str | None = None,
         metadata: Mapping[str, Any] | None = None,
+        caller: Caller | None = None,
     ) -> Call:
         """Resolve the feature, pick its variant and build its request (raises InvalidRequest
         on caller error). ``request`` is a caller's own conversation (the gateway's chat
-        completions), which is left as it was."""
+        completions), which is left as it was. ``caller`` says who the call is for (tenant,
+        API key, whether the cache may answer); its ``user`` is ``user``."""
         compiled = self.feature(feature)
         if compiled.config.kind != "chat":
             raise InvalidRequest(
@@ -105,15 +111,31 @@ class Pipeline:
                 reason="wrong_feature_kind",
             )
         variables = variables or {}
-        trace = Trace(feature=compiled.name, user=user, metadata=dict(metadata or {}))
-        trace.variant = self.picker.pick(compiled, trace)
+        trace, caller = self.trace_for(compiled, user, metadata, caller)
         if request is None:
-            return Call.begin(compiled, trace, compiled.build_request(variables), variables)
+            built = compiled.build_request(variables)
+            return Call.begin(compiled, trace, built, variables, caller=caller)
         built = _forwarded(compiled.adopt(request, variables), compiled, user, metadata)
         asked = request.max_tokens
         if asked is not None and built.max_tokens != asked:
             trace.event("max_tokens_capped", asked=asked, limit=built.max_tokens)
-        return Call.begin(compiled, trace, built, variables)
+        return Call.begin(compiled, trace, built, variables, caller=caller)
+
+    def trace_for(
+        self,
+        compiled: CompiledFeature,
+        user: str | None,
+        metadata: Mapping[str, Any] | None,
+        caller: Caller | None,
+    ) -> tuple[Trace, Caller]:
+        """A new call's trace (who it is for, the feature's config version, the variant the
+        picker chose) and its caller, whose ``user`` is ``user``."""
+        caller = Caller(user=user) if caller is None else dataclasses.replace(caller, user=user)
+        trace = Trace(feature=compiled.name, user=user, metadata=dict(metadata or {}))
+        trace.tenant, trace.key_id = caller.tenant, caller.key
+        trace.config_version = compiled.version
+        trace.variant = self.picker.pick(compiled, trace)
+        return trace, caller
 
     # ------------------------------------------------------------------ the stages
 
@@ -161,14 +183,45 @@ class Pipeline:
         try:
             return await self._run(call)
         finally:
-            await self._finish(call)
+            await self._to_the_end(self._finish(call))
+
+    async def _to_the_end(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` (a call's ending: the stages' settle, the trace to the sink) to its end
+        even when the caller's task is being cancelled: a client that disconnects cancels the
+        gateway's task, and a settle or a trace cut short by that would leave a budget
+        reserved and the call untraced. The caller still sees its cancellation."""
+        task = asyncio.ensure_future(work)
+        self._ending.add(task)
+        task.add_done_callback(self._ended)
+        await asyncio.shield(task)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        self._ending.discard(task)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            log.error("a call's ending failed: %s", error, exc_info=error)
+
+    async def drain(self) -> None:
+        """Wait for the endings still running (calls whose caller was cancelled)."""
+        while self._ending:
+            await asyncio.wait(list(self._ending))
 
     async def _run(self, call: Call) -> Result:
         try:
             answer = await self._through(call, await self._before(call))
         except TetherError as exc:
+            if exc.to_caller:
+                await self._refuse(call, exc)
             return await self._failure_path(call, exc)
         return self._answered(call, answer)
+
+    async def _refuse(self, call: Call, error: TetherError) -> NoReturn:
+        """An error meant for the caller (a rate limit, a budget that rejects): the stages'
+        ``failed``, the trace says why, and the caller gets the error, not the failure path."""
+        await self._failed(call, error)
+        trace = call.trace
+        trace.event("refused", reason=error.reason, error=str(error))
+        trace.status, trace.reason = "error", error.reason
+        raise error
 
     def _answered(self, call: Call, answer: Answer) -> Result:
         """The answer as the stages left it (the trace keeps placeholders where redacted)."""
@@ -266,7 +319,9 @@ class Pipeline:
                 tool_choice=asked.tool_choice,
                 response_format=asked.response_format,
             )
-        return Call.begin(other, call.trace, request, call.variables, call.ctx.deadline)
+        return Call.begin(
+            other, call.trace, request, call.variables, call.ctx.deadline, call.caller
+        )
 
     @staticmethod
     def _degrade(trace: Trace, result: Result, reason: str) -> Result:
@@ -336,8 +391,9 @@ class Pipeline:
             async for chunk in chunks:
                 yield chunk
         finally:
-            await chunks.aclose()  # a caller that stops reading closes the model's stream too
-            await self._finish(call)
+            # a caller that stops reading closes the model's stream too; a cancelled one
+            # (a client gone) still gets the stream closed, the stages settled, the trace kept
+            await self._to_the_end(_closed_then(chunks, self._finish(call)))
 
     async def _stream(self, call: Call) -> AsyncGenerator[StreamChunk, None]:
         """The stages' ``before``, then the answer on the fly (through the stages' filters) or,
@@ -348,6 +404,8 @@ class Pipeline:
             if answer is not None or any(s.whole_answer for s in call.feature.stages):
                 answer = await self._through(call, answer)
         except TetherError as exc:
+            if exc.to_caller:
+                await self._refuse(call, exc)
             pieces = self._stream_failure(call, exc)
         else:
             pieces = self._relay(call) if answer is None else self._one_piece(call, answer)
@@ -465,6 +523,16 @@ class Pipeline:
         result = self._result(call, shown.text, trace.model, None, None)
         self._degrade(trace, result, reason)
         return StreamChunk(done=True, result=result, error=str(error), degraded=True, reason=reason)
+
+
+async def _closed_then(
+    chunks: AsyncGenerator[StreamChunk, None], then: Coroutine[Any, Any, None]
+) -> None:
+    """Close ``chunks``, then run ``then`` whatever closing raised."""
+    try:
+        await chunks.aclose()
+    finally:
+        await then
 
 
 def _forwarded(

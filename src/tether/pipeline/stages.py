@@ -38,7 +38,9 @@ other stage's ``after`` sees the whole answer once the stream ended (what it ret
 the Result and the trace: the caller has seen the text already).
 
 Add stages with ``Tether(stages=[...])``: they run for every feature (a stage that concerns
-some features checks ``call.feature.name``).
+some features checks ``call.feature.name``). An embedding feature (``kind: embedding``) runs
+only the stages that set ``applies_to_embeddings``: its answers are vectors (``Answer.vectors``,
+no text) and its request is the inputs, one user message each.
 """
 
 from __future__ import annotations
@@ -79,6 +81,7 @@ class Stage(Protocol):
 
     slot: Slot
     whole_answer: bool = False  # a stream must be answered in one piece once after() ran
+    applies_to_embeddings: bool = False  # runs on embedding calls too (answers with vectors)
 
     async def before(self, call: Call) -> Answer | None:
         return None

@@ -76,7 +76,7 @@ class AnthropicProvider:
         default the one ``config.transport`` names. The provider closes it in ``aclose()``."""
         self.name = name
         self.config = config
-        self.prices = prices
+        self.pricing = prices.pricing(name, config)  # its `prices:` over the packaged table
         headers = {
             "accept": "application/json",
             "anthropic-version": config.anthropic_version,
@@ -131,12 +131,14 @@ class AnthropicModel:
                 target, f"the response is not a Messages API message ({exc!r})"
             ) from None
         model = str(data.get("model") or self.model_name)
+        priced = self.provider.pricing.cost(usage, model, fallback=self.model_name)
         return ModelResponse(
             text=text,
             usage=usage,
             model=model,
             provider=self.provider.name,
-            cost_usd=self.provider.prices.cost(KIND, model, usage, fallback=self.model_name),
+            cost_usd=priced.usd,
+            cost_unknown=not priced.known,
             finish_reason=finish_reason(stop),
             tool_calls=tool_calls or None,
         )
@@ -159,13 +161,14 @@ class AnthropicModel:
                 target, "the stream ended before the answer was complete (no message_stop)"
             )
         reported = state.model or self.model_name
-        cost = self.provider.prices.cost(KIND, reported, state.usage, fallback=self.model_name)
+        priced = self.provider.pricing.cost(state.usage, reported, fallback=self.model_name)
         yield ModelChunk(
             usage=state.usage,
             finish_reason=finish_reason(state.stop_reason),
             model=reported,
             provider=self.provider.name,
-            cost_usd=cost,
+            cost_usd=priced.usd,
+            cost_unknown=not priced.known,
         )
 
 

@@ -1,5 +1,7 @@
 """Build providers from config (HTTP and local providers are imported only when declared); an
-HTTP provider gets the transport its ``transport`` field names (``default`` or ``lean``)."""
+HTTP provider gets the transport its ``transport`` field names (``default`` or ``lean``), and
+every provider prices its models with its ``prices:`` over the packaged table
+(:meth:`~tether.providers.pricing.PriceTable.pricing`)."""
 
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ def build_provider(name: str, config: ProviderConfig, prices: PriceTable) -> Pro
     if isinstance(config, LocalProviderConfig):
         from tether.providers.local import LocalProvider
 
-        return LocalProvider(config, name)
+        return LocalProvider(config, name, prices.pricing(name, config))
     if isinstance(config, OpenAIProviderConfig):
         from tether.providers.openai import OpenAIProvider
 
@@ -31,5 +33,5 @@ def build_provider(name: str, config: ProviderConfig, prices: PriceTable) -> Pro
     if isinstance(config, ScriptedProviderConfig):
         from tether.providers.scripted import ScriptedProvider
 
-        return ScriptedProvider.from_config(name, config)
+        return ScriptedProvider.from_config(name, config, prices.pricing(name, config))
     raise TypeError(f"unknown provider config {type(config).__name__}")

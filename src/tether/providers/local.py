@@ -3,7 +3,8 @@ CPU by llama.cpp (``llama-cpp-python``). Install with ``pip install 'tether[loca
 
 The weights load lazily, once, on first use. Inference runs in a worker thread so the event loop
 never blocks, ``max_concurrency`` calls at a time (one llama.cpp context each). A cancelled call
-stops generating at the next token. Cost is always 0.
+stops generating at the next token. Its calls are free unless the provider is priced
+(``providers.NAME.prices``: a team that counts its own hardware).
 
 ``response_format`` ``json_schema`` is honoured with a llama.cpp grammar built from the schema
 (the answer is JSON that matches it, unless ``max_tokens`` cuts it); tools, image and audio parts
@@ -29,6 +30,7 @@ from tether.config.models import LocalProviderConfig
 from tether.errors import ConfigError, UpstreamError
 from tether.providers._pool import ContextPool
 from tether.providers.base import CallContext
+from tether.providers.pricing import Priced, Pricing
 from tether.types import (
     EmbeddingRequest,
     EmbeddingResponse,
@@ -111,9 +113,12 @@ class LocalProvider:
     """Owns the llama.cpp contexts: a small pool for chat, and one for embeddings (a context
     created with ``embedding=True``, mean-pooled), each created lazily, on first use."""
 
-    def __init__(self, config: LocalProviderConfig, name: str = "local") -> None:
+    def __init__(
+        self, config: LocalProviderConfig, name: str = "local", pricing: Pricing | None = None
+    ) -> None:
         self.config = config
         self.name = name
+        self.pricing = pricing  # None: free
         self._lock = threading.Lock()
         size = config.max_concurrency
         self._contexts = ContextPool(self._load, size, lambda c: _close(c.llama))
@@ -126,6 +131,10 @@ class LocalProvider:
 
     def model(self, name: str) -> LocalModel:
         return LocalModel(self, name)
+
+    def priced(self, usage: Usage, model: str) -> Priced:
+        """What ``usage`` cost on ``model`` (0.0 and known when the provider is unpriced)."""
+        return Priced(0.0) if self.pricing is None else self.pricing.cost(usage, model)
 
     def _llama(self, path: str | None, **options: Any) -> Any:
         try:
@@ -216,6 +225,8 @@ class LocalModel:
             usage=last.usage or Usage(),
             model=self.model_name,
             provider=self.provider.name,
+            cost_usd=last.cost_usd,
+            cost_unknown=last.cost_unknown,
             finish_reason=last.finish_reason,
         )
 
@@ -250,7 +261,16 @@ class LocalModel:
                     retryable=False,
                 )
             vectors = [shorten(v, request.dimensions) for v in vectors]
-        return EmbeddingResponse(vectors, Usage(tokens, 0), self.model_name, self.provider.name)
+        usage = Usage(tokens, 0)
+        priced = self.provider.priced(usage, self.model_name)
+        return EmbeddingResponse(
+            vectors,
+            usage,
+            self.model_name,
+            self.provider.name,
+            priced.usd,
+            cost_unknown=not priced.known,
+        )
 
     async def stream(self, request: ModelRequest, ctx: CallContext) -> AsyncIterator[ModelChunk]:
         context = await self.provider.acquire()
@@ -304,11 +324,15 @@ class LocalModel:
                 yield ModelChunk(text=text, model=self.model_name, provider=self.provider.name)
             if choice.get("finish_reason"):
                 finish = choice["finish_reason"]
+        usage = Usage(prompt_tokens, completion_tokens)
+        priced = self.provider.priced(usage, self.model_name)
         yield ModelChunk(
-            usage=Usage(prompt_tokens, completion_tokens),
+            usage=usage,
             finish_reason=finish,
             model=self.model_name,
             provider=self.provider.name,
+            cost_usd=priced.usd,
+            cost_unknown=not priced.known,
         )
 
 

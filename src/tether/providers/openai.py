@@ -24,7 +24,7 @@ from tether.providers._http import (
     parse_json_event,
 )
 from tether.providers.base import CallContext
-from tether.providers.pricing import PriceTable
+from tether.providers.pricing import Priced, PriceTable
 from tether.providers.transport import Transport
 from tether.providers.transports import transport_for
 from tether.types import (
@@ -60,7 +60,7 @@ class OpenAIProvider:
         default the one ``config.transport`` names. The provider closes it in ``aclose()``."""
         self.name = name
         self.config = config
-        self.prices = prices
+        self.pricing = prices.pricing(name, config)  # its `prices:` over the packaged table
         headers = {"accept": "application/json", **config.headers}
         if config.api_key is not None:
             headers["authorization"] = f"Bearer {config.api_key.get_secret_value()}"
@@ -113,12 +113,14 @@ class OpenAIModel:
         usage = parse_usage(data.get("usage"))
         tool_calls = [parse_tool_call(raw) for raw in message.get("tool_calls") or []]
         reported = str(data.get("model") or self.model_name)
+        priced = self.provider.pricing.cost(usage, reported, fallback=self.model_name)
         return ModelResponse(
             text=message.get("content") or "",
             usage=usage,
             model=reported,
             provider=self.provider.name,
-            cost_usd=self.provider.prices.cost(KIND, reported, usage, fallback=self.model_name),
+            cost_usd=priced.usd,
+            cost_unknown=not priced.known,
             finish_reason=choice.get("finish_reason") or "stop",
             tool_calls=tool_calls or None,
             logprobs=choice.get("logprobs"),
@@ -136,11 +138,15 @@ class OpenAIModel:
         vectors, usage, reported = openai_embeddings.parse_response(
             target, data, len(request.inputs)
         )
-        cost = self.provider.prices.cost(
-            KIND, reported or self.model_name, usage, fallback=self.model_name
-        )
+        model = reported or self.model_name
+        priced = self.provider.pricing.cost(usage, model, fallback=self.model_name)
         return EmbeddingResponse(
-            vectors, usage, reported or self.model_name, self.provider.name, cost
+            vectors,
+            usage,
+            model,
+            self.provider.name,
+            priced.usd,
+            cost_unknown=not priced.known,
         )
 
     async def stream(self, request: ModelRequest, ctx: CallContext) -> AsyncIterator[ModelChunk]:
@@ -162,16 +168,17 @@ class OpenAIModel:
                 "the stream ended before the answer was complete (no finish_reason, no [DONE])",
             )
         usage = state.usage
-        cost = 0.0
+        priced = Priced(0.0)
         if usage is not None:
             reported = state.model or self.model_name
-            cost = self.provider.prices.cost(KIND, reported, usage, fallback=self.model_name)
+            priced = self.provider.pricing.cost(usage, reported, fallback=self.model_name)
         yield ModelChunk(
             usage=usage,
             finish_reason=state.finish_reason or "stop",
             model=state.model or self.model_name,
             provider=self.provider.name,
-            cost_usd=cost,
+            cost_usd=priced.usd,
+            cost_unknown=not priced.known,
             system_fingerprint=state.system_fingerprint,
         )
 

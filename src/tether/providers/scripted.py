@@ -4,7 +4,8 @@
 
 Each call takes the next step of the script (cycling when ``cycle`` is true, else repeating the
 last). A step can also be a function of the request. Usage is counted in whitespace words unless
-the reply says otherwise; cost is always 0.
+the reply says otherwise; cost is 0 unless the provider is priced (``pricing``: in a config,
+``providers.NAME.prices``), which is how budget tests give scripted calls a real cost.
 
 Embedding calls (``embed``) take steps from the same script: a :class:`Fail` fails them as it
 fails a completion; any other step answers with :func:`hashed_vector` of each input text (the
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from tether.config.models import ScriptedProviderConfig, ScriptedReplyConfig
 from tether.errors import ProviderError, RateLimited, Timeout, UpstreamError
 from tether.providers.base import CallContext, Model
+from tether.providers.pricing import Priced, Pricing
 from tether.types import (
     EmbeddingRequest,
     EmbeddingResponse,
@@ -88,12 +90,19 @@ class ScriptedProvider:
     calls: list[ModelRequest] = field(default_factory=list)
     dimensions: int = DEFAULT_DIMENSIONS
     embed_calls: list[EmbeddingRequest] = field(default_factory=list)
+    pricing: Pricing | None = None  # None: free
     _index: int = 0
 
     @classmethod
-    def from_config(cls, name: str, config: ScriptedProviderConfig) -> ScriptedProvider:
+    def from_config(
+        cls, name: str, config: ScriptedProviderConfig, pricing: Pricing | None = None
+    ) -> ScriptedProvider:
         replies = [_step_from_config(r) for r in config.replies]
-        return cls(replies, name=name, dimensions=config.dimensions)
+        return cls(replies, name=name, dimensions=config.dimensions, pricing=pricing)
+
+    def priced(self, usage: Usage, model: str) -> Priced:
+        """What ``usage`` cost on ``model`` (0.0 and known when the provider is unpriced)."""
+        return Priced(0.0) if self.pricing is None else self.pricing.cost(usage, model)
 
     def model(self, name: str) -> Model:
         return ScriptedModel(self, name)
@@ -179,11 +188,15 @@ class ScriptedModel:
         if isinstance(step, Fail):
             self._raise(step)
         assert isinstance(step, Reply)
+        usage = self._usage(request, step)
+        priced = self.provider.priced(usage, self.model_name)
         return ModelResponse(
             text=step.text,
-            usage=self._usage(request, step),
+            usage=usage,
             model=self.model_name,
             provider=self.provider.name,
+            cost_usd=priced.usd,
+            cost_unknown=not priced.known,
             finish_reason="tool_calls" if step.tool_calls else "stop",
             tool_calls=step.tool_calls,
         )
@@ -197,11 +210,15 @@ class ScriptedModel:
         assert isinstance(step, Reply)
         dimensions = request.dimensions or self.provider.dimensions
         words = sum(len(text.split()) for text in request.inputs)
+        usage = step.usage if step.usage is not None else Usage(words, 0)
+        priced = self.provider.priced(usage, self.model_name)
         return EmbeddingResponse(
             vectors=[hashed_vector(text, dimensions) for text in request.inputs],
-            usage=step.usage if step.usage is not None else Usage(words, 0),
+            usage=usage,
             model=self.model_name,
             provider=self.provider.name,
+            cost_usd=priced.usd,
+            cost_unknown=not priced.known,
         )
 
     async def stream(self, request: ModelRequest, ctx: CallContext) -> AsyncIterator[ModelChunk]:
@@ -224,9 +241,13 @@ class ScriptedModel:
         for i, call in enumerate(step.tool_calls or []):
             delta = ToolCallDelta(i, call.id, call.name, call.arguments)
             yield ModelChunk(tool_calls=[delta], model=self.model_name, provider=self.provider.name)
+        usage = self._usage(request, step)
+        priced = self.provider.priced(usage, self.model_name)
         yield ModelChunk(
-            usage=self._usage(request, step),
+            usage=usage,
             finish_reason="tool_calls" if step.tool_calls else "stop",
             model=self.model_name,
             provider=self.provider.name,
+            cost_usd=priced.usd,
+            cost_unknown=not priced.known,
         )

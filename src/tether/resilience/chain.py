@@ -13,18 +13,22 @@ answers an image, nor the local model a ``tool_choice: required``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+import logging
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from tether.config.models import BreakerConfig, FeatureConfig, RetryConfig
-from tether.errors import ConfigError
+from tether.config.models import BreakerConfig, FeatureConfig
+from tether.errors import ConfigError, StateUnavailable
 from tether.providers.base import CallContext, Model, can_embed
 from tether.providers.capabilities import EVERYTHING, Capabilities
-from tether.resilience.breaker import CircuitBreaker, WithBreaker
+from tether.resilience.breaker import WithBreaker
 from tether.resilience.fallback import Fallback
 from tether.resilience.recorder import Recorded
-from tether.resilience.retry import RetryBudget, WithRetry
+from tether.resilience.retry import WithRetry
 from tether.resilience.timeout import WithTimeout
+from tether.state.memory import MemoryState
+from tether.state.policy import SharedState
+from tether.state.window import BreakerWindow
 from tether.types import (
     EmbeddingRequest,
     EmbeddingResponse,
@@ -34,25 +38,57 @@ from tether.types import (
 )
 
 Wrapper = Callable[[Model], Model]
+logger = logging.getLogger("tether.resilience")
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
+class BreakerSeen:
+    """An upstream's breaker state as last read from the shared state (for the gauge)."""
+
+    state: str
+
+
 class UpstreamHealth:
     """Breakers and retry budgets, one per upstream (``provider:model``), shared by every
-    feature that calls it. The first feature to name an upstream sets its breaker policy."""
+    feature that calls it, and kept in ``state``: with the Redis backend every replica sees
+    the same breakers. The first feature to name an upstream sets its breaker policy.
 
-    breakers: dict[str, CircuitBreaker] = field(default_factory=dict)
-    budgets: dict[str, RetryBudget] = field(default_factory=dict)
+    ``breakers`` (what the ``tether_breaker_state`` gauge reads) is live for the memory
+    backend; for Redis it is the snapshot of the last ``await refresh()`` (call it before
+    rendering ``/metrics``)."""
 
-    def breaker(self, upstream: str, config: BreakerConfig) -> CircuitBreaker:
-        if upstream not in self.breakers:
-            self.breakers[upstream] = CircuitBreaker(upstream, config)
-        return self.breakers[upstream]
+    def __init__(self, state: SharedState | None = None) -> None:
+        self.state = state if state is not None else SharedState(MemoryState())
+        self._policies: dict[str, BreakerConfig] = {}
+        self._seen: dict[str, BreakerSeen] = {}
 
-    def budget(self, upstream: str, config: RetryConfig) -> RetryBudget:
-        if upstream not in self.budgets:
-            self.budgets[upstream] = RetryBudget(config.budget_ratio, config.budget_min_retries)
-        return self.budgets[upstream]
+    def policy(self, upstream: str, config: BreakerConfig) -> BreakerConfig:
+        """The upstream's breaker policy: the first one asked with."""
+        return self._policies.setdefault(upstream, config)
+
+    def breaker(self, upstream: str, config: BreakerConfig) -> BreakerWindow:
+        """The upstream's breaker itself (memory backend only: Redis keeps it in the server)."""
+        backend = self.state.backend
+        if not isinstance(backend, MemoryState):
+            raise TypeError(f"the {backend.name} state backend keeps breakers in the server")
+        return backend.breaker(upstream, self.policy(upstream, config))
+
+    @property
+    def breakers(self) -> Mapping[str, BreakerWindow | BreakerSeen]:
+        backend = self.state.backend
+        return backend.breakers if isinstance(backend, MemoryState) else self._seen
+
+    async def refresh(self) -> None:
+        """Read every breaker's state from the shared state into ``breakers`` (a state that
+        cannot be reached keeps the last snapshot, with a warning in the log)."""
+        if isinstance(self.state.backend, MemoryState):
+            return
+        try:
+            states = await self.state.backend.breaker_states()
+        except StateUnavailable as exc:
+            logger.warning("breaker states not refreshed (the gauge shows the last ones): %s", exc)
+            return
+        self._seen = {name: BreakerSeen(state) for name, state in states.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,8 +173,8 @@ def build_chain(
                 )
         model = WithTimeout(model, feature.timeout_s, feature.first_token_timeout_s)
         model = Recorded(model, ref, position)
-        model = WithBreaker(model, health.breaker(model.name, feature.breaker))
-        model = WithRetry(model, feature.retry, health.budget(model.name, feature.retry))
+        model = WithBreaker(model, health.state, health.policy(model.name, feature.breaker))
+        model = WithRetry(model, feature.retry, health.state)
         wrapped.append(model)
     honours = () if capabilities is None else tuple(capabilities(r) for r in feature.chain)
     return Chain(tuple(wrapped), capabilities=honours)

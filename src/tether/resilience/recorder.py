@@ -1,4 +1,6 @@
-"""Records every attempt on the call's trace: upstream, status, error, timings, usage, cost.
+"""Records every attempt on the call's trace: upstream, status, error, timings, usage, cost
+(``cost_unknown`` when the model has no price), and the text a stream gave so far
+(``chars_out``: what a stream cut before its usage came is charged by).
 
 A model that raises something other than a :class:`~tether.errors.TetherError` (a bug in a
 provider or in a user's wrapper) fails its attempt like a broken upstream: the exception is
@@ -43,6 +45,20 @@ def _bug(upstream: str, error: Exception) -> UpstreamError:
         retryable=False,
         reason="provider_bug",
     )
+
+
+def _cost(attempt: Attempt, usd: float, unknown: bool, ctx: CallContext) -> None:
+    """The attempt's cost; a model with no price marks the attempt and the trace (event
+    ``cost_unknown``, once per model) so its $0.00 is never read as free."""
+    attempt.cost_usd = usd
+    if not unknown:
+        return
+    attempt.cost_unknown = True
+    trace = ctx.trace
+    model = attempt.model
+    if not any(e.kind == "cost_unknown" and e.data.get("model") == model for e in trace.events):
+        trace.event("cost_unknown", model=model)
+    trace.cost_unknown = True
 
 
 def _fail(attempt: Attempt, error: BaseException, end_ms: float) -> None:
@@ -99,7 +115,7 @@ class Recorded:
             raise error from exc
         attempt.end_ms = ctx.trace.now_ms()
         attempt.usage = response.usage
-        attempt.cost_usd = response.cost_usd
+        _cost(attempt, response.cost_usd, response.cost_unknown, ctx)
         attempt.response_model = response.model or None
         return response
 
@@ -117,9 +133,10 @@ class Recorded:
             async for chunk in source:
                 if attempt.ttft_ms is None and chunk.has_content:
                     attempt.ttft_ms = ctx.trace.now_ms() - attempt.start_ms
+                attempt.chars_out += len(chunk.text)
                 if chunk.usage is not None:
                     attempt.usage = chunk.usage
-                    attempt.cost_usd = chunk.cost_usd
+                    _cost(attempt, chunk.cost_usd, chunk.cost_unknown, ctx)
                 if chunk.model:
                     attempt.response_model = chunk.model
                 yield chunk

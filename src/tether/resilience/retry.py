@@ -1,5 +1,7 @@
 """Retries of one upstream: exponential backoff with full jitter, Retry-After honoured, all
 inside a retry budget so that retries cannot multiply load on an upstream that is already down.
+The budget (:class:`~tether.state.window.RetryBudget`'s rule) is kept in the shared state, so
+the replicas of a deployment share one budget per upstream.
 
 Streams are retried only until their first content chunk; a failure after that becomes
 :class:`~tether.errors.StreamInterrupted` and is never retried.
@@ -9,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import time
-from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -19,6 +19,8 @@ from tether.config.models import RetryConfig
 from tether.errors import CircuitOpen, ProviderError, RateLimited, StreamInterrupted
 from tether.providers.base import CallContext, Model, embedder, split_name
 from tether.resilience.streams import close_quietly, pull_until_content
+from tether.state.policy import SharedState
+from tether.state.window import BUDGET_WINDOW_S, RetryBudget
 from tether.types import (
     EmbeddingRequest,
     EmbeddingResponse,
@@ -27,40 +29,10 @@ from tether.types import (
     ModelResponse,
 )
 
-BUDGET_WINDOW_S = 10.0
+__all__ = ["BUDGET_WINDOW_S", "RetryBudget", "WithRetry", "backoff_delay"]
+
 T = TypeVar("T")
-
-
-@dataclass
-class RetryBudget:
-    """Over a sliding window, retries may add at most ``ratio`` of the calls made (plus a floor
-    of ``min_retries``), in the manner of Finagle's and Envoy's retry budgets."""
-
-    ratio: float = 0.2
-    min_retries: int = 10
-    window_s: float = BUDGET_WINDOW_S
-    clock: Callable[[], float] = time.monotonic
-    _calls: deque[float] = field(default_factory=deque)
-    _retries: deque[float] = field(default_factory=deque)
-
-    def _trim(self, now: float) -> None:
-        for q in (self._calls, self._retries):
-            while q and q[0] < now - self.window_s:
-                q.popleft()
-
-    def record_call(self) -> None:
-        now = self.clock()
-        self._trim(now)  # else a healthy upstream, never retried, grows the window for ever
-        self._calls.append(now)
-
-    def try_spend(self) -> bool:
-        now = self.clock()
-        self._trim(now)
-        allowed = max(self.min_retries, int(self.ratio * len(self._calls)))
-        if len(self._retries) >= allowed:
-            return False
-        self._retries.append(now)
-        return True
+RETRY_UNCHECKED = True  # fail_open: the state is down, the retry goes
 
 
 def backoff_delay(config: RetryConfig, retry_number: int, rng: random.Random) -> float:
@@ -71,9 +43,14 @@ def backoff_delay(config: RetryConfig, retry_number: int, rng: random.Random) ->
 
 @dataclass(slots=True)
 class WithRetry:
+    """Asks the attempt again while a retry is worth it and the upstream's retry budget (in
+    ``state``) has room; the calls it is a fraction of are counted by the breaker's admission
+    (``WithBreaker`` inside), so the budget costs a round trip only when a retry is asked
+    for."""
+
     inner: Model
     config: RetryConfig
-    budget: RetryBudget
+    state: SharedState
     rng: random.Random = field(default_factory=random.Random)
 
     @property
@@ -101,7 +78,7 @@ class WithRetry:
         if remaining is not None and delay >= remaining:
             ctx.trace.event("retry_skipped", model=self.name, why="deadline", delay_s=delay)
             return False
-        if not self.budget.try_spend():
+        if not await self._budget_allows(ctx):
             ctx.trace.event("retry_skipped", model=self.name, why="retry_budget_exhausted")
             return False
         ctx.trace.event(
@@ -114,10 +91,18 @@ class WithRetry:
         await asyncio.sleep(delay)
         return True
 
+    async def _budget_allows(self, ctx: CallContext) -> bool:
+        name, ratio, floor = self.name, self.config.budget_ratio, self.config.budget_min_retries
+        return await self.state.checked(
+            ctx.trace,
+            "retry_budget",
+            lambda s: s.retry_spend(name, ratio, floor, BUDGET_WINDOW_S),
+            RETRY_UNCHECKED,
+        )
+
     async def _retried(self, ask: Callable[[], Awaitable[T]], ctx: CallContext) -> T:
         """One answer in one piece (a completion or embeddings), asked again while a retry is
         worth it."""
-        self.budget.record_call()
         n = 0
         while True:
             n += 1
@@ -134,7 +119,6 @@ class WithRetry:
         return await self._retried(lambda: embedder(self.inner).embed(request, ctx), ctx)
 
     async def stream(self, request: ModelRequest, ctx: CallContext) -> AsyncIterator[ModelChunk]:
-        self.budget.record_call()
         n = 0
         while True:
             n += 1

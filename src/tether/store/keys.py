@@ -50,6 +50,7 @@ class ApiKey:
     created_at: datetime
     revoked_at: datetime | None = None
     last_used_at: datetime | None = None
+    tenant: str | None = None  # the tenant its calls are for; a caller cannot name another
 
     @property
     def revoked(self) -> bool:
@@ -89,12 +90,17 @@ class KeyStore:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
 
-    def create(self, name: str, scopes: Iterable[str]) -> tuple[str, str]:
+    def create(
+        self, name: str, scopes: Iterable[str], *, tenant: str | None = None
+    ) -> tuple[str, str]:
         """Store a new key; returns ``(key_id, plaintext)``. The plaintext is not kept anywhere:
-        show it to the user once."""
+        show it to the user once. A key with a ``tenant`` calls for that tenant only (budgets,
+        rate limits and a tenant-scoped cache count its calls there)."""
         scope_list = sorted({s.strip() for s in scopes if s.strip()})
         if not scope_list:
             raise ValueError("a key needs at least one scope: a feature name, or '*' for all")
+        if tenant is not None and not tenant.strip():
+            raise ValueError("a key's tenant cannot be empty: leave --tenant out, or name it")
         plaintext = new_key()
         key_id = secrets.token_hex(6)
         row = KeyRow(
@@ -104,6 +110,7 @@ class KeyStore:
             hash=hash_key(plaintext),
             scopes=scope_list,
             created_at=datetime.now(UTC),
+            tenant=tenant.strip() if tenant is not None else None,
         )
         with Session(self._engine) as session, session.begin():
             session.add(row)
@@ -180,4 +187,5 @@ def _to_key(row: KeyRow) -> ApiKey:
         created_at=row.created_at,
         revoked_at=row.revoked_at,
         last_used_at=row.last_used_at,
+        tenant=row.tenant,
     )

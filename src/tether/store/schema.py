@@ -164,6 +164,7 @@ class KeyRow(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     last_used_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    tenant: Mapped[str | None] = mapped_column(String(200))  # migration 0004
 
 
 class ResponseRow(Base):

@@ -20,6 +20,14 @@ tether_trace_queue_depth            gauge      traces waiting for the trace writ
 tether_trace_queue_full_total       counter    times a request waited for room in the queue
 tether_client_disconnects_total     counter    (none): clients that went away before their
                                                request body was read (the gateway)
+tether_budget_exceeded_total        counter    feature, scope, mode (hard: refused or failure
+                                               path; soft: let through)
+tether_budget_spent_usd_total       counter    feature: cost settled against its budgets
+tether_cache_requests_total         counter    feature, result (hit/miss/bypass)
+tether_rate_limited_total           counter    feature, scope (key/user/tenant/feature)
+tether_state_unavailable_total      counter    what, policy (fail_closed/fail_open): the
+                                               shared state (Redis) could not be reached
+tether_cost_unknown_total           counter    model: attempts of a model with no price
 ==================================  =========  =============================================
 
 Everything lives in the instance's own ``CollectorRegistry`` (never the process default), so
@@ -199,11 +207,51 @@ class PrometheusMetrics:
             "Clients that closed the connection before their request body was read.",
             registry=r,
         )
+        self._limits(r)
         self.overhead = Histogram(
             "tether_gateway_overhead_seconds",
             "Call time spent in tether itself: latency minus upstream attempts and designed "
             "waits (retry backoff, breaker wait).",
             buckets=OVERHEAD_BUCKETS,
+            registry=r,
+        )
+
+    def _limits(self, r: CollectorRegistry) -> None:
+        """The budget, rate-limit, cache and state counters (read from trace events)."""
+        self.budget_exceeded = Counter(
+            "tether_budget_exceeded",
+            "Calls over a budget, by scope and mode (hard: refused; soft: let through).",
+            ["feature", "scope", "mode"],
+            registry=r,
+        )
+        self.budget_spent = Counter(
+            "tether_budget_spent_usd",
+            "Cost settled against a feature's budgets, in US dollars.",
+            ["feature"],
+            registry=r,
+        )
+        self.cache_requests = Counter(
+            "tether_cache_requests",
+            "Calls of features with a cache, by result (hit, miss, bypass).",
+            ["feature", "result"],
+            registry=r,
+        )
+        self.rate_limited = Counter(
+            "tether_rate_limited",
+            "Calls refused by a rate limit, by scope.",
+            ["feature", "scope"],
+            registry=r,
+        )
+        self.state_unavailable = Counter(
+            "tether_state_unavailable",
+            "Times the shared state could not be reached, by operation and policy.",
+            ["what", "policy"],
+            registry=r,
+        )
+        self.cost_unknown = Counter(
+            "tether_cost_unknown",
+            "Attempts of a model the price table does not know (counted as $0).",
+            ["model"],
             registry=r,
         )
 
@@ -263,6 +311,11 @@ class PrometheusMetrics:
                     at(self.tokens, feature, attempt.model, kind).inc(count)
             if attempt.cost_usd:
                 at(self.cost, feature, attempt.model).inc(attempt.cost_usd)
+            if attempt.cost_unknown:
+                at(self.cost_unknown, attempt.model).inc()
+        if trace.cache is not None:
+            at(self.cache_requests, feature, trace.cache).inc()
+        self._limit_events(trace)
         waited_ms = self._decisions(trace)
         overhead_ms = trace.latency_ms - upstream_ms - waited_ms
         self.overhead.observe(max(0.0, overhead_ms) / 1000.0)
@@ -280,7 +333,32 @@ class PrometheusMetrics:
                 waited_ms += _seconds(data.get("delay_s")) * 1000.0
             elif event.kind == "breaker_wait":
                 waited_ms += _seconds(data.get("wait_s")) * 1000.0
+            elif event.kind == "upstream_paced":
+                waited_ms += _seconds(data.get("waited_s")) * 1000.0
         return waited_ms
+
+    def _limit_events(self, trace: Trace) -> None:
+        """Count what budgets, rate limits and the shared state did to the call. A call sent
+        to its failure path by an unreachable state (fail_closed) counts even when no stage
+        recorded a ``state_unavailable`` event."""
+        feature, at = trace.feature, self._at
+        state_events = 0
+        for event in trace.events:
+            data, kind = event.data, event.kind
+            if kind == "budget_exceeded":
+                at(self.budget_exceeded, feature, str(data.get("scope", "")), "hard").inc()
+            elif kind == "budget_soft_exceeded":
+                at(self.budget_exceeded, feature, str(data.get("scope", "")), "soft").inc()
+            elif kind == "budget_settled" and _seconds(data.get("cost_usd")) > 0:
+                at(self.budget_spent, feature).inc(_seconds(data.get("cost_usd")))
+            elif kind == "rate_limited":
+                at(self.rate_limited, feature, str(data.get("scope", ""))).inc()
+            elif kind == "state_unavailable":
+                state_events += 1
+                what, policy = str(data.get("what", "")), str(data.get("policy", "fail_closed"))
+                at(self.state_unavailable, what, policy).inc()
+        if trace.reason == "state_unavailable" and not state_events:
+            at(self.state_unavailable, "call", "fail_closed").inc()
 
     def render(self) -> bytes:
         """The text exposition format, for ``GET /metrics``."""

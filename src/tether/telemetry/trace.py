@@ -43,6 +43,8 @@ class Attempt:
     streamed: bool = False
     response_model: str | None = None
     operation: Operation = "chat"
+    cost_unknown: bool = False  # the price table does not know the model: cost_usd is 0.0
+    chars_out: int = 0  # text streamed so far (prices a stream cut before its usage came)
 
     @property
     def duration_ms(self) -> float:
@@ -66,6 +68,11 @@ class Trace:
     variant: str = "default"
     user: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    tenant: str | None = None
+    key_id: str | None = None  # the gateway's API key (its id, never the key)
+    config_version: str | None = None  # a hash of the feature's effective spec
+    cache: Literal["hit", "miss", "bypass"] | None = None  # None: the feature has no cache
+    cost_unknown: bool = False  # an attempt's model has no price: cost_usd counts it as 0.0
     started_at: float = field(default_factory=time.time)
     t0: float = field(default_factory=time.perf_counter)
     attempts: list[Attempt] = field(default_factory=list)
@@ -114,6 +121,11 @@ class Trace:
             "variant": self.variant,
             "user": self.user,
             "metadata": _snapshot(self.metadata),
+            "tenant": self.tenant,
+            "key_id": self.key_id,
+            "config_version": self.config_version,
+            "cache": self.cache,
+            "cost_unknown": self.cost_unknown,
             "started_at": self.started_at,
             "attempts": [_attempt_dict(attempt) for attempt in self.attempts],
             "events": [
@@ -149,6 +161,8 @@ def _attempt_dict(a: Attempt) -> dict[str, Any]:
         "streamed": a.streamed,
         "response_model": a.response_model,
         "operation": a.operation,
+        "cost_unknown": a.cost_unknown,
+        "chars_out": a.chars_out,
         "duration_ms": round(a.end_ms - a.start_ms, 3),
     }
 

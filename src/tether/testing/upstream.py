@@ -28,6 +28,7 @@ import select
 import socket
 import struct
 import threading
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -214,6 +215,10 @@ class FaultyUpstream:
     (the model the answer names; default: the request's), ``refusal``, ``system_fingerprint``,
     ``cached_tokens`` and ``reasoning_tokens`` (parts of the usage's input and output tokens),
     and a logprob per piece when the request asks ``logprobs: true``.
+
+    ``rpm`` makes it rate-limit like a real upstream: a token bucket of ``rpm`` requests that
+    refills at ``rpm / 60`` a second; a request that finds it empty (and no scripted fault)
+    gets a 429 (``Fault.RATE_LIMITED``), counted in :attr:`rate_limited`.
     """
 
     def __init__(
@@ -233,6 +238,7 @@ class FaultyUpstream:
         system_fingerprint: str | None = None,
         cached_tokens: int = 0,
         reasoning_tokens: int = 0,
+        rpm: float | None = None,
     ) -> None:
         self.text = text
         self.chunks = chunks
@@ -247,6 +253,10 @@ class FaultyUpstream:
         self.system_fingerprint = system_fingerprint
         self.cached_tokens = cached_tokens
         self.reasoning_tokens = reasoning_tokens
+        self.rpm = rpm
+        self._rpm_tokens = rpm or 0.0
+        self._rpm_at = time.monotonic()
+        self._rate_limited = 0
         self.received: deque[Received] = deque(maxlen=history)
         self._fault = Fault.OK
         self._script: deque[Fault] = deque()
@@ -361,14 +371,21 @@ class FaultyUpstream:
         with self._lock:
             self._fault = Fault.OK
             self._script.clear()
-            self._requests = self._accepted = 0
+            self._requests = self._accepted = self._rate_limited = 0
             self.received.clear()
+            self._rpm_tokens, self._rpm_at = self.rpm or 0.0, time.monotonic()
 
     @property
     def requests(self) -> int:
         """How many requests the server has read."""
         with self._lock:
             return self._requests
+
+    @property
+    def rate_limited(self) -> int:
+        """How many requests were refused because they came faster than ``rpm``."""
+        with self._lock:
+            return self._rate_limited
 
     @property
     def connections(self) -> int:
@@ -385,7 +402,22 @@ class FaultyUpstream:
         with self._lock:
             self._requests += 1
             self.received.append(request)
-            return self._script.popleft() if self._script else self._fault
+            fault = self._script.popleft() if self._script else self._fault
+            if fault is Fault.OK and self.rpm is not None and not self._rpm_admits():
+                self._rate_limited += 1
+                return Fault.RATE_LIMITED
+            return fault
+
+    def _rpm_admits(self) -> bool:
+        """Take one request from the ``rpm`` bucket (under the lock), if there is one."""
+        assert self.rpm is not None
+        now = time.monotonic()
+        refill = (now - self._rpm_at) * self.rpm / 60.0
+        self._rpm_tokens, self._rpm_at = min(float(self.rpm), self._rpm_tokens + refill), now
+        if self._rpm_tokens < 1.0:
+            return False
+        self._rpm_tokens -= 1.0
+        return True
 
     # -- serving
 

@@ -1,0 +1,73 @@
+"""Breakers and retry budgets kept in the state (the in-process backend here; the Redis one in
+tests/integration/test_state_redis.py), as the real chain uses them."""
+
+from __future__ import annotations
+
+import pytest
+
+from tether.config import parse_config
+from tether.errors import RateLimited
+from tether.providers.base import CallContext, Model
+from tether.providers.scripted import Fail, Reply, ScriptedProvider
+from tether.resilience.chain import Chain, UpstreamHealth, build_chain
+from tether.state import MemoryState, SharedState
+from tether.telemetry.trace import Trace
+from tether.types import Message, ModelRequest
+
+CONFIG = """
+providers:
+  up: {kind: scripted}
+  spare: {kind: scripted}
+features:
+  f:
+    prompt: {template: hi}
+    model: up:m
+    fallbacks: [spare:m]
+    retry: {max_attempts: 1}
+    breaker: {window: 2, min_calls: 2, failure_rate: 0.5, cooldown_s: 30}
+    on_failure: {respond: sorry}
+  g:
+    prompt: {template: hi}
+    model: up:m
+    breaker: {window: 50, min_calls: 50, cooldown_s: 1}
+    on_failure: {respond: sorry}
+"""
+
+
+def chain(health: UpstreamHealth, up: ScriptedProvider, name: str = "f") -> Chain:
+    providers = {"up": up, "spare": ScriptedProvider([Reply("from spare")], name="spare")}
+
+    def resolve(ref: str) -> Model:
+        provider, model = ref.split(":")
+        return providers[provider].model(model)
+
+    return build_chain(parse_config(CONFIG, "t.yaml", {}).features[name], resolve, health)
+
+
+async def ask(model: Chain) -> str:
+    request = ModelRequest(messages=[Message(role="user", content="hi")])
+    return (await model.complete(request, CallContext(Trace("f")))).text
+
+
+async def test_our_own_pacing_does_not_open_the_upstreams_breaker() -> None:
+    paced = RateLimited("paced", retryable=False, reason="upstream_rate_limit", retry_after_s=1)
+    health = UpstreamHealth()
+    model = chain(health, ScriptedProvider([Fail(paced)], name="up"))
+    for _ in range(4):
+        assert await ask(model) == "from spare"
+    assert health.breakers["up:m"].state == "closed"
+    limited = RateLimited("429 from the upstream", retry_after_s=1)
+    model = chain(health, ScriptedProvider([Fail(limited)], name="up"))
+    for _ in range(2):
+        await ask(model)
+    assert health.breakers["up:m"].state == "open"  # the upstream's own 429s do count
+
+
+async def test_the_first_feature_to_name_an_upstream_sets_its_policy() -> None:
+    health = UpstreamHealth(SharedState(MemoryState()))
+    failing = ScriptedProvider([Fail(RateLimited("429"))], name="up")
+    chain(health, failing, "f")
+    lenient = chain(health, failing, "g")  # asks for 50 calls: f's policy (2) holds
+    with pytest.raises(RateLimited):
+        await ask(lenient)  # two attempts (g retries once), both 429
+    assert health.breakers["up:m"].state == "open"
