@@ -98,17 +98,7 @@ def test_sdk_examples_run_as_written(tmp_path: Path) -> None:
     blocks = python_blocks_under("Call it from Python")
     assert len(blocks) == 3  # run and stream, SyncTether, the pipeline's seams
     for block in blocks:
-        done = subprocess.run(
-            [sys.executable, "-c", block],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-            env=env,
-        )
-        assert done.returncode == 0, done.stderr[-2000:]
-        assert done.stdout.strip()
+        run_python(block, tmp_path, env)
 
 
 BUDGETS_SECTION = "Budgets, rate limits and the cache"
@@ -119,24 +109,40 @@ def test_budget_example_runs_as_written(tmp_path: Path) -> None:
     """The budgets section's feature and Python example on the embedded default: the second
     call is a cache hit, the third is refused by the user's rate limit."""
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    feature, shared = fenced_under(BUDGETS_SECTION, "yaml")
+    init_with(tmp_path, feature, env)
+    assert set(yaml.safe_load(shared)) == {"state", "store"}  # the replicas' set-up
+    (block,) = fenced_under(BUDGETS_SECTION, "python")
+    done = run_python(block, tmp_path, env)
+    first, second = done.stdout.strip().splitlines()
+    tokens, cached, status = first.split()
+    assert int(tokens) > 0 and cached == "0" and status == "hit"
+    assert second.startswith("refused: rate_limit_exceeded retry in ")
+
+
+def init_with(folder: Path, features: str, env: dict[str, str]) -> Path:
+    """The config `tether init` writes in ``folder``, with ``features`` (a README YAML block of
+    features, beside ``assistant``) added."""
     init = subprocess.run(
-        [sys.executable, "-m", "tether", "init", str(tmp_path)],
+        [sys.executable, "-m", "tether", "init", str(folder)],
         capture_output=True,
         text=True,
         check=False,
         env=env,
     )
     assert init.returncode == 0, init.stderr
-    config_path = tmp_path / "tether.yaml"
+    config_path = folder / "tether.yaml"
     config = yaml.safe_load(config_path.read_text())
-    feature, shared = fenced_under(BUDGETS_SECTION, "yaml")
-    config["features"].update(yaml.safe_load(feature))
+    config["features"].update(yaml.safe_load(features))
     config_path.write_text(yaml.safe_dump(config))
-    assert set(yaml.safe_load(shared)) == {"state", "store"}  # the replicas' set-up
-    (block,) = fenced_under(BUDGETS_SECTION, "python")
+    return config_path
+
+
+def run_python(block: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """A README Python block, run in ``cwd``; it must succeed and print something."""
     done = subprocess.run(
         [sys.executable, "-c", block],
-        cwd=tmp_path,
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=300,
@@ -144,10 +150,8 @@ def test_budget_example_runs_as_written(tmp_path: Path) -> None:
         env=env,
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    first, second = done.stdout.strip().splitlines()
-    tokens, cached, status = first.split()
-    assert int(tokens) > 0 and cached == "0" and status == "hit"
-    assert second.startswith("refused: rate_limit_exceeded retry in ")
+    assert done.stdout.strip()
+    return done
 
 
 GATEWAY_SECTION = "Serve it: the OpenAI-compatible gateway"
@@ -165,19 +169,8 @@ def test_gateway_examples_run_as_written(tmp_path: Path) -> None:
     """The gateway section's curl and ``openai`` examples, against ``tether serve`` on the
     config `tether init` writes plus the section's embedding feature (the embedded model)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    init = subprocess.run(
-        [sys.executable, "-m", "tether", "init", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        check=False,
-        env=env,
-    )
-    assert init.returncode == 0, init.stderr
-    config_path = tmp_path / "tether.yaml"
-    config = yaml.safe_load(config_path.read_text())
     (snippet,) = fenced_under(GATEWAY_SECTION, "yaml")  # a feature, beside `assistant`
-    config["features"].update(yaml.safe_load(snippet))
-    config_path.write_text(yaml.safe_dump(config))
+    config_path = init_with(tmp_path, snippet, env)
     curls = [b for b in fenced_under(GATEWAY_SECTION, "bash") if README_PORT in b]
     scripts = [b for b in fenced_under(GATEWAY_SECTION, "python") if README_PORT in b]
     assert len(curls) == 2 and len(scripts) == 3  # responses, embeddings; chat, responses, ...
@@ -195,14 +188,4 @@ def test_gateway_examples_run_as_written(tmp_path: Path) -> None:
             answer = json.loads(done.stdout)
             assert answer.get("error") is None and answer["tether"]["degraded"] is False, answer
         for block in scripts:
-            done = subprocess.run(
-                [sys.executable, "-c", block.replace(README_PORT, here)],
-                cwd=tmp_path,
-                capture_output=True,
-                text=True,
-                timeout=300,
-                check=False,
-                env=env,
-            )
-            assert done.returncode == 0, done.stderr[-2000:]
-            assert done.stdout.strip()
+            run_python(block.replace(README_PORT, here), tmp_path, env)

@@ -27,9 +27,9 @@ samples) unless the feature says ``cache: {sampled: true}``. Embedding calls are
 deterministic enough to cache.
 
 A cache is an optimisation: when the state cannot be reached, a lookup is a miss and a store
-is skipped, whatever ``state.on_unavailable`` says (``fail_open`` records it through the
-shared state's policy; under ``fail_closed`` the stage records the ``state_unavailable`` event
-itself), so an unreachable Redis never sends a call to its failure path because of the cache.
+is skipped, whatever ``state.on_unavailable`` says (``SharedState.best_effort``: the trace and
+the log say so), so an unreachable Redis never sends a call to its failure path because of the
+cache.
 """
 
 from __future__ import annotations
@@ -40,7 +40,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from tether.cache.entry import decode, digest, encode
-from tether.errors import StateUnavailable
 from tether.pipeline.call import Answer, Call
 from tether.pipeline.stages import Slot, Stage
 from tether.state.base import key_part
@@ -54,8 +53,6 @@ if TYPE_CHECKING:
     from tether.state.base import State
 
 log = logging.getLogger("tether.cache")
-
-LOG_EVERY_S = 10.0  # at most one warning this often about an unreachable state
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +73,6 @@ class CacheStage(Stage):
         self.config = config
         self.services = services
         self.prefix = f"cache:{key_part(feature)}:"  # the backend puts state.prefix first
-        self._logged_at = float("-inf")
 
     async def before(self, call: Call) -> Answer | None:
         trace = call.trace
@@ -173,17 +169,9 @@ class CacheStage(Stage):
     async def _checked(
         self, call: Call, op: Callable[[State], Awaitable[Any]], default: Any
     ) -> Any:
-        """``op`` through the shared state's policy; an unreachable state is ``default`` even
-        under fail_closed (the cache is an optimisation, see the module docstring)."""
-        try:
-            return await self.services.state.checked(call.trace, "cache", op, default)
-        except StateUnavailable as exc:
-            call.trace.event("state_unavailable", what="cache", policy="fail_closed")
-            now = time.monotonic()
-            if now - self._logged_at >= LOG_EVERY_S:
-                self._logged_at = now
-                log.warning("response cache skipped, the state is unavailable: %s", exc)
-            return default
+        """``op`` on the shared state; an unreachable state is ``default`` whatever the
+        policy (the cache is an optimisation, see the module docstring)."""
+        return await self.services.state.best_effort(call.trace, "cache", op, default)
 
 
 def _answered_by(call: Call, answer: Answer) -> tuple[int, bool]:

@@ -146,25 +146,11 @@ def _json_body(schema: str, example: dict[str, Any]) -> dict[str, Any]:
 
 def _feature_paths(api_key: list[dict[str, list[str]]]) -> dict[str, Any]:
     event = {"anyOf": [_ref("ChatCompletionChunk"), _ref("StreamError")]}
-    stream = {
-        "text/event-stream": {
-            "schema": {
-                "description": "With `stream: true`, each event: a `chat.completion.chunk`, "
-                "then `[DONE]`; a stream that breaks after its first token ends with an "
-                "`error` event.",
-                "type": "object",
-                "required": ["data"],
-                "properties": {
-                    "data": {
-                        "anyOf": [
-                            {"const": "[DONE]"},
-                            {"contentMediaType": JSON, "contentSchema": event},
-                        ]
-                    }
-                },
-            }
-        }
-    }
+    stream = _sse(
+        "With `stream: true`, each event: a `chat.completion.chunk`, then `[DONE]`; a stream "
+        "that breaks after its first token ends with an `error` event.",
+        event,
+    )
     call_errors = _errors(400, 401, 403, 404, 409, 413, 415, 422, 424, 429)
     chat: Operation = {
         "operationId": "createChatCompletion",

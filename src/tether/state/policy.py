@@ -70,18 +70,23 @@ class SharedState:
             return default
 
     async def best_effort(
-        self, trace: Trace | None, what: str, op: Callable[[State], Awaitable[None]]
-    ) -> None:
-        """``op(backend)`` for an update after the fact (a breaker told an attempt's outcome):
-        the answer is already there, so an unavailable backend never fails the call, whatever
-        the policy; the trace (event ``state_unavailable`` {what, policy}) and the log say
-        that the update was lost."""
+        self,
+        trace: Trace | None,
+        what: str,
+        op: Callable[[State], Awaitable[T]],
+        default: T | None = None,
+    ) -> T | None:
+        """``op(backend)`` where an unavailable backend must never fail the call, whatever the
+        policy: an update after the fact (a breaker told an attempt's outcome: the answer is
+        already there) or an optimisation (a cache lookup). ``default`` stands in for the
+        answer; the trace (event ``state_unavailable`` {what, policy}) and the log say so."""
         try:
-            await op(self.backend)
+            return await op(self.backend)
         except StateUnavailable as exc:
             if trace is not None:
                 trace.event("state_unavailable", what=what, policy=self.on_unavailable)
             self._warn(what, exc)
+            return default
 
     def _warn(self, what: str, exc: StateUnavailable) -> None:
         now = self._clock()
