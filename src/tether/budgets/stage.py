@@ -39,7 +39,7 @@ from tether.budgets.alerts import BudgetAlert
 from tether.budgets.scopes import Held, held, identity_of
 from tether.config.budgets import BudgetsConfig, BudgetScope
 from tether.config.features import split_model_ref
-from tether.errors import BudgetExceeded, StateUnavailable, TetherError
+from tether.errors import BudgetExceeded, TetherError
 from tether.pipeline.stages import Slot, Stage
 from tether.providers.pricing import PER_TOKENS, Price
 from tether.state.base import Level, Reservation
@@ -404,15 +404,11 @@ class BudgetStage(Stage):
         counters = [h.counter for h in booked.held]
         reserved = booked.amounts if booked.reserved else [0.0] * len(counters)
         spent = [cost if h.dimension == "cost_usd" else float(tokens) for h in booked.held]
-        try:
-            levels = await self.services.state.checked(
-                trace, "budget_settle", lambda s: s.settle(counters, reserved, spent), None
-            )
-        except StateUnavailable as exc:
-            # The call is over: its answer stands. Its reservation expires with the period.
-            trace.event("state_unavailable", what="budget_settle", policy="fail_closed")
-            log.warning("budget not settled for feature %s: %s", self.name, exc)
-            return
+        # the call is over: its answer stands whatever the policy; a settle that cannot be
+        # written leaves the reservation to expire with the period (the trace and log say so)
+        levels = await self.services.state.best_effort(
+            trace, "budget_settle", lambda s: s.settle(counters, reserved, spent)
+        )
         if levels is not None:
             deltas = [s - r for s, r in zip(spent, reserved, strict=True)]
             self._check_levels(call, booked.held, deltas, levels)
