@@ -135,7 +135,7 @@ async def run(pipeline: Pipeline, embedding: EmbeddingCall) -> EmbeddingResult:
     try:
         return await _run(pipeline, embedding.call, embedding.asked)
     finally:
-        await pipeline._to_the_end(pipeline._finish(embedding.call))
+        await pipeline._to_the_end(embedding.call, pipeline._finish(embedding.call))
 
 
 async def _run(pipeline: Pipeline, call: Call, asked: EmbeddingRequest) -> EmbeddingResult:

@@ -130,7 +130,10 @@ class Pipeline:
     ) -> tuple[Trace, Caller]:
         """A new call's trace (who it is for, the feature's config version, the variant the
         picker chose) and its caller, whose ``user`` is ``user``."""
-        caller = Caller(user=user) if caller is None else dataclasses.replace(caller, user=user)
+        if caller is None:
+            caller = Caller(user=user)
+        elif caller.user != user:
+            caller = dataclasses.replace(caller, user=user)
         trace = Trace(feature=compiled.name, user=user, metadata=dict(metadata or {}))
         trace.tenant, trace.key_id = caller.tenant, caller.key
         trace.config_version = compiled.version
@@ -183,13 +186,17 @@ class Pipeline:
         try:
             return await self._run(call)
         finally:
-            await self._to_the_end(self._finish(call))
+            await self._to_the_end(call, self._finish(call))
 
-    async def _to_the_end(self, work: Coroutine[Any, Any, None]) -> None:
+    async def _to_the_end(self, call: Call, work: Coroutine[Any, Any, None]) -> None:
         """Run ``work`` (a call's ending: the stages' settle, the trace to the sink) to its end
         even when the caller's task is being cancelled: a client that disconnects cancels the
         gateway's task, and a settle or a trace cut short by that would leave a budget
-        reserved and the call untraced. The caller still sees its cancellation."""
+        reserved and the call untraced. The caller still sees its cancellation. A call whose
+        stages all had their ``after`` owes no hook that waits: its ending runs right here."""
+        if not call.entered:
+            await work
+            return
         task = asyncio.ensure_future(work)
         self._ending.add(task)
         task.add_done_callback(self._ended)
@@ -393,7 +400,7 @@ class Pipeline:
         finally:
             # a caller that stops reading closes the model's stream too; a cancelled one
             # (a client gone) still gets the stream closed, the stages settled, the trace kept
-            await self._to_the_end(_closed_then(chunks, self._finish(call)))
+            await self._to_the_end(call, _closed_then(chunks, self._finish(call)))
 
     async def _stream(self, call: Call) -> AsyncGenerator[StreamChunk, None]:
         """The stages' ``before``, then the answer on the fly (through the stages' filters) or,
