@@ -21,7 +21,9 @@ the output says how many there are, and ratios are what to read, not absolute nu
 
 It also counts the Redis work one call costs (``INFO commandstats`` around sequential calls):
 the scripts (each a round trip on the request path: what the added latency is made of) and the
-commands they run; and, per replica count, where the machine's cores went (``/proc``).
+commands they run; what one such round trip costs on this machine, back to back and after a
+call's idle wait on its upstream (the CPU wakeup included: added latency is about scripts x
+that); and, per replica count, where the machine's cores went (``/proc``).
 
 Needs ``wrk`` (``apt-get install wrk``), ``redis-server`` (the bench starts one of its own on a
 free port, so other users of the machine's Redis neither disturb nor see the run; or pass
@@ -34,6 +36,7 @@ free port, so other users of the machine's Redis neither disturb nor see the run
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import re
 import resource
@@ -51,6 +54,7 @@ from statistics import median
 
 import httpx
 import redis
+import redis.asyncio as aioredis
 from crash import drop_schema, postgres_schema
 from gateway_overhead import Run, free_port, stop, to_ms, wait_ready
 
@@ -380,6 +384,39 @@ def commands_per_call(url: str, tether: Tether, key: str, calls: int = 100) -> s
     )
 
 
+def round_trip(url: str, gap_s: float, calls: int = 200) -> str:
+    """What one Redis script round trip costs this machine, from an asyncio client like the
+    replicas': back to back, and after ``gap_s`` idle (a call waiting on its upstream), where
+    the CPU wakeup is part of it. Each script a call runs on its path costs about that."""
+
+    async def measure() -> tuple[float, float]:
+        client = aioredis.Redis.from_url(url)
+        script = client.register_script("return redis.call('INCR', KEYS[1])")
+        key = f"bench:rtt:{secrets.token_hex(4)}"
+        try:
+            await script(keys=[key])
+            p50s = []
+            for gap in (0.0, gap_s):
+                times = []
+                for _ in range(calls):
+                    if gap:
+                        await asyncio.sleep(gap)
+                    start = time.perf_counter()
+                    await script(keys=[key])
+                    times.append(time.perf_counter() - start)
+                p50s.append(median(times) * 1e6)
+            await client.delete(key)
+        finally:
+            await client.aclose()
+        return p50s[0], p50s[1]
+
+    busy, idle = asyncio.run(measure())
+    return (
+        f"one Lua script round trip from asyncio (p50): {busy:.0f} us back to back, {idle:.0f} "
+        f"us after {gap_s * 1000:.0f} ms idle (what each script on a call's path costs here)"
+    )
+
+
 def forget_state(url: str, prefix: str) -> None:
     """Delete the run's keys from Redis (budgets and buckets would otherwise live a day)."""
     client = redis.Redis.from_url(url)
@@ -447,6 +484,7 @@ def run(workdir: Path, args: argparse.Namespace) -> None:
         ratios = scaling(replicas, args, script)
         added_latency({"redis": replicas[0], **others}, args, script)
         print("  " + commands_per_call(args.redis_url, replicas[0], key))
+        print("  " + round_trip(args.redis_url, args.latency_ms / 1000.0))
         print(
             f"\nRPS 2 replicas / 1: {ratios[2]:.2f}x (target >= 1.70x); 3 / 1: {ratios[3]:.2f}x "
             "(medians of the per-round ratios)"
