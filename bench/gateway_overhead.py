@@ -105,6 +105,11 @@ def wrk(target: Target, concurrency: int, seconds: float, workdir: Path) -> Run:
         text=True,
         check=True,
     ).stdout
+    return parse_wrk(out)
+
+
+def parse_wrk(out: str) -> Run:
+    """A ``wrk --latency`` report as a Run (errors: non-2xx answers and socket errors)."""
     p50 = to_ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
     p99 = to_ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]

@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import re
 import resource
 import secrets
 import shutil
@@ -56,7 +55,7 @@ import httpx
 import redis
 import redis.asyncio as aioredis
 from crash import drop_schema, postgres_schema
-from gateway_overhead import Run, free_port, stop, to_ms, wait_ready
+from gateway_overhead import Run, free_port, parse_wrk, stop, wait_ready
 
 from tether.testing.upstream import FaultyUpstream
 
@@ -153,25 +152,13 @@ def wrk_many(urls: list[str], concurrency: int, seconds: float, script: Path) ->
         )
         for url in urls
     ]
-    runs = [parse(proc.communicate()[0]) for proc in procs]
+    runs = [parse_wrk(proc.communicate()[0]) for proc in procs]
     return Run(
         sum(r.rps for r in runs),
         max(r.p50_ms for r in runs),
         max(r.p99_ms for r in runs),
         sum(r.errors for r in runs),
     )
-
-
-def parse(out: str) -> Run:
-    p50 = to_ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
-    p99 = to_ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    errs = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    errors = int(bad.group(1)) if bad else 0
-    if errs:
-        errors += sum(int(g) for g in errs.groups())
-    return Run(rps, p50, p99, errors)
 
 
 def scaling(replicas: list[Tether], args: argparse.Namespace, script: Path) -> dict[int, float]:

@@ -214,3 +214,6 @@ def test_a_client_that_disconnects_mid_stream_pays_for_what_was_generated(
     reserved = [e["data"] for e in trace["events"] if e["kind"] == "budget_reserved"]
     assert settled and reserved and settled[0]["cost_usd"] < reserved[0]["cost_usd"]
     assert level["spent"] == pytest.approx(settled[0]["cost_usd"], rel=1e-6, abs=1e-9)
+    # the trace says what the budget was charged: the cut attempt's estimated usage and cost
+    assert trace["cost_usd"] == pytest.approx(level["spent"], rel=1e-6, abs=1e-9)
+    assert any(e["kind"] == "usage_estimated" for e in trace["events"])

@@ -261,12 +261,18 @@ async def test_a_stream_the_caller_leaves_is_charged_for_what_was_generated() ->
         await chunks.aclose()
         trace = tether.traces.traces[-1]
     [attempt] = trace.attempts
-    assert attempt.usage.total_tokens == 0 and 9 <= attempt.chars_out < len(words)
+    assert 9 <= attempt.chars_out < len(words)
     [settled] = events(trace, "budget_settled")
     prompt = events(trace, "budget_reserved")[0]["tokens"] - 100
     out = -(-attempt.chars_out // CHARS_PER_TOKEN)
     assert settled["tokens"] == prompt + out
     assert settled["cost_usd"] == pytest.approx(prompt * 0.001 + out * 0.002)
+    # the upstream's usage never came: the trace carries the estimate the budget charged
+    assert (attempt.usage.input_tokens, attempt.usage.output_tokens) == (prompt, out)
+    assert trace.cost_usd == pytest.approx(settled["cost_usd"])
+    assert events(trace, "usage_estimated") == [
+        {"model": attempt.model, "input_tokens": prompt, "output_tokens": out}
+    ]
     charged, reserved = (await spent(services, user="u1"))["user.cost_usd"]
     assert charged == pytest.approx(settled["cost_usd"]) and reserved == 0.0
     assert charged < prompt * 0.001 + 40 * 0.002  # less than the whole answer

@@ -44,7 +44,7 @@ from tether.pipeline.stages import Slot, Stage
 from tether.providers.pricing import PER_TOKENS, Price
 from tether.state.base import Level, Reservation
 from tether.telemetry.trace import Attempt, Trace
-from tether.types import ModelRequest
+from tether.types import ModelRequest, Usage
 
 if TYPE_CHECKING:
     from tether.config.features import FeatureConfig
@@ -373,17 +373,22 @@ class BudgetStage(Stage):
 
     def actual(self, trace: Trace, prompt_tokens: int) -> tuple[int, float]:
         """Tokens and USD the call's attempts used (see the module docstring for cut
-        streams)."""
+        streams: such an attempt gets the estimate as its usage and cost, so the trace says
+        what the budget was charged; event ``usage_estimated``)."""
         tokens, cost = 0, 0.0
         for attempt in trace.attempts:
-            used = attempt.usage.total_tokens
-            if used or not attempt.chars_out:
-                tokens += used
-                cost += attempt.cost_usd
-                continue
-            out = math.ceil(attempt.chars_out / CHARS_PER_TOKEN)
-            tokens += prompt_tokens + out
-            cost += self._cut_cost(attempt, prompt_tokens, out)
+            if not attempt.usage.total_tokens and attempt.chars_out:
+                out = math.ceil(attempt.chars_out / CHARS_PER_TOKEN)
+                attempt.usage = Usage(prompt_tokens, out)
+                attempt.cost_usd = self._cut_cost(attempt, prompt_tokens, out)
+                trace.event(
+                    "usage_estimated",
+                    model=attempt.model,
+                    input_tokens=prompt_tokens,
+                    output_tokens=out,
+                )
+            tokens += attempt.usage.total_tokens
+            cost += attempt.cost_usd
         return tokens, cost
 
     def _cut_cost(self, attempt: Attempt, prompt: int, out: int) -> float:

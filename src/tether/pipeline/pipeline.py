@@ -381,6 +381,9 @@ class Pipeline:
         if trace.status == "running":
             trace.status = "error"
         trace.latency_ms = trace.latency_ms or trace.now_ms()
+        if not trace.usage.total_tokens:  # a call that ended without a result: its attempts
+            trace.usage = sum((a.usage for a in trace.attempts), Usage())
+            trace.cost_usd = sum(a.cost_usd for a in trace.attempts)
         guards = call.guards
         if guards is None:
             call.feature.capture.record(trace, call.request, call.variables)
