@@ -234,6 +234,10 @@ def test_a_degrading_budget_answers_200_degraded(gateway: GatewayProcess, keys: 
     assert len(answers) > 1 and last.status_code == 200
     assert last.headers["x-tether-degraded"] == "budget_exceeded"
     assert last.json()["choices"][0]["message"]["content"] == "over budget for today"
+    # when the budget's period resets: the header in whole seconds, the body's tether facts
+    waited = last.json()["tether"]["retry_after_s"]
+    assert 0 < waited <= 86_400 and int(last.headers["x-tether-retry-after"]) >= waited
+    assert "x-tether-retry-after" not in answers[0].headers
 
 
 def test_budgets_status_from_the_cli_and_admin(gateway: GatewayProcess, keys: Keys) -> None:

@@ -193,6 +193,9 @@ async def test_degrade_answers_from_the_failure_path_reject_raises() -> None:
             pass
         assert result.reason == "budget_exceeded"
         assert result.output == "Budget spent, try later."
+        # the degraded answer says when the budget's period resets
+        assert result.retry_after_s == pytest.approx(clock.now // 3600 * 3600 + 3600 - clock.now)
+        assert result.to_dict()["retry_after_s"] == round(result.retry_after_s, 3)
 
     tether, _ = build(config(budget | {"on_exceeded": "reject"}), clock)
     async with tether:

@@ -110,7 +110,12 @@ def chat_handler(runtime: GatewayRuntime) -> Handler:
         degraded = next((r for r in results if r.degraded), None)
         first = starts.first()
         assert first is not None  # a result comes from a call that started
-        headers = tether_headers(first, degraded is not None, degraded.reason if degraded else None)
+        headers = tether_headers(
+            first,
+            degraded is not None,
+            degraded.reason if degraded else None,
+            degraded.retry_after_s if degraded else None,
+        )
         return JSONResponse(wire.completion(results, chat.model), headers=headers)
 
     return chat_completions

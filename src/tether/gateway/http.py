@@ -28,7 +28,7 @@ from tether.errors import (
     TetherError,
     UnsupportedMediaType,
 )
-from tether.gateway.errors import advice_headers, envelope
+from tether.gateway.errors import advice_headers, envelope, retry_after
 from tether.pipeline.result import Result
 from tether.telemetry.trace import Trace, new_trace_id
 
@@ -87,13 +87,19 @@ def overhead_ms(trace: Trace) -> float:
     return max(0.0, now - upstream)
 
 
-def tether_headers(trace: Trace, degraded: bool, reason: str | None) -> dict[str, str]:
+def tether_headers(
+    trace: Trace, degraded: bool, reason: str | None, retry_after_s: float | None = None
+) -> dict[str, str]:
+    """The ``x-tether-*`` headers of an answer; a degraded one whose cause passes (a budget's
+    period, a rate limit) says in how many seconds: ``x-tether-retry-after``."""
     headers = {
         "x-tether-trace-id": trace.id,
         "x-tether-overhead-ms": f"{overhead_ms(trace):.3f}",
     }
     if degraded:
         headers["x-tether-degraded"] = reason or "true"
+        if retry_after_s is not None:
+            headers["x-tether-retry-after"] = retry_after(retry_after_s)
     if trace.cache is not None:  # the feature has a cache: hit, miss or bypass
         headers["x-tether-cache"] = trace.cache
     return headers
@@ -133,7 +139,7 @@ def started_trace(request: Request) -> Trace | None:
 def result_headers(request: Request, result: Result) -> dict[str, str]:
     trace = started_trace(request)
     assert trace is not None  # a result comes from a call that started
-    return tether_headers(trace, result.degraded, result.reason)
+    return tether_headers(trace, result.degraded, result.reason, result.retry_after_s)
 
 
 def call_trace_id(request: Request) -> str:

@@ -382,7 +382,7 @@ def summed_usage(results: Sequence[Result]) -> Usage:
 
 
 def tether_facts(result: Result | EmbeddingResult) -> dict[str, Any]:
-    return {
+    facts = {
         "trace_id": result.trace_id,
         "degraded": result.degraded,
         "reason": result.reason,
@@ -390,6 +390,9 @@ def tether_facts(result: Result | EmbeddingResult) -> dict[str, Any]:
         "upstream": result.model,
         "cost_usd": result.cost_usd,
     }
+    if isinstance(result, Result) and result.retry_after_s is not None:
+        facts["retry_after_s"] = round(result.retry_after_s, 3)  # when the cause may pass
+    return facts
 
 
 def _choice(index: int, result: Result) -> dict[str, Any]:

@@ -259,7 +259,7 @@ class Pipeline:
                 result = await self._run(nested)
             finally:
                 await self._abandoned(nested)
-            return self._degrade(trace, result, error.reason)
+            return self._degrade(trace, result, error.reason, error.retry_after_s)
         if on_failure.static:
             return self._static_answer(call, error)
         self._raise_failed(call, error)
@@ -290,7 +290,7 @@ class Pipeline:
         tool_calls = None if answer.tool_call is None else [answer.tool_call]
         trace.output = answer.text if answer.tool_call is None else answer.tool_call.arguments
         result = self._result(call, answer.text, None, answer.finish_reason, tool_calls)
-        return self._degrade(trace, result, error.reason)
+        return self._degrade(trace, result, error.reason, error.retry_after_s)
 
     @staticmethod
     def _raise_failed(call: Call, error: TetherError) -> NoReturn:
@@ -331,9 +331,15 @@ class Pipeline:
         )
 
     @staticmethod
-    def _degrade(trace: Trace, result: Result, reason: str) -> Result:
+    def _degrade(
+        trace: Trace, result: Result, reason: str, retry_after_s: float | None = None
+    ) -> Result:
+        """``result`` as the failure path's answer; ``retry_after_s``: when its cause may
+        pass (a budget's period end, a rate limit), for the caller."""
         trace.status, trace.degraded, trace.reason = "degraded", True, reason
         result.degraded, result.reason = True, reason
+        if retry_after_s is not None:
+            result.retry_after_s = retry_after_s
         return result
 
     def _result(
@@ -505,7 +511,7 @@ class Pipeline:
             try:
                 async for chunk in chunks:
                     if chunk.result is not None and not chunk.result.degraded:
-                        self._degrade(call.trace, chunk.result, error.reason)
+                        self._degrade(call.trace, chunk.result, error.reason, error.retry_after_s)
                     if not chunk.degraded:
                         chunk.degraded, chunk.reason = True, error.reason
                     yield chunk

@@ -27,6 +27,9 @@ class Result:
     logprobs object as the upstream sent it), ``refusal`` and ``system_fingerprint`` come from
     the answering response unchanged (None when it had none, and for streams, whose chunks carry
     their own).
+
+    ``retry_after_s`` (degraded answers only) says in how many seconds the cause may pass: a
+    budget's period ends (``budget_exceeded``), a rate limit refills; None when no wait helps.
     """
 
     output: str
@@ -46,6 +49,7 @@ class Result:
     logprobs: Any = None
     refusal: str | None = None
     system_fingerprint: str | None = None
+    retry_after_s: float | None = None
     trace: Trace | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -63,6 +67,8 @@ class Result:
             "model": self.model,
             "finish_reason": self.finish_reason,
         }
+        if self.retry_after_s is not None:
+            data["retry_after_s"] = round(self.retry_after_s, 3)
         if self.value is not None:
             value = self.value
             data["value"] = value.model_dump(mode="json") if isinstance(value, BaseModel) else value
