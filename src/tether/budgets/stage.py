@@ -95,6 +95,9 @@ class BudgetStage(Stage):
         self.services = services
         self.clock = clock
         self.chain = list(feature.chain)
+        # one model of the chain per tokenizer: the others would count the prompt alike
+        tokens = services.tokens
+        self.counted = list({tokens.tokenizer(ref): ref for ref in self.chain}.values())
         self._logged: set[str] = set()
         request = self.budgets.request
         self.costed = any(b.cost_usd is not None for _, b in self.budgets.scopes()) or (
@@ -176,9 +179,9 @@ class BudgetStage(Stage):
         counter = self.services.tokens
         if embedding:
             texts = [m.content or "" for m in request.messages]
-            counts = [await counter.acount_texts(ref, texts) for ref in self.chain]
+            counts = [await counter.acount_texts(ref, texts) for ref in self.counted]
         else:
-            counts = [await counter.acount(ref, request) for ref in self.chain]
+            counts = [await counter.acount(ref, request) for ref in self.counted]
         return max(counts or [0])
 
     def _output_limit(self, call: Call, prompt: int, worst: _Worst) -> int:

@@ -137,19 +137,27 @@ class TokenCounter:
 
         return int(context.prompt_tokens(_wire_messages(request.messages)))
 
+    def tokenizer(self, ref: str) -> str:
+        """What counts for ``ref``: its local provider's name, or ``""`` for the estimate
+        (refs with the same tokenizer count alike)."""
+        provider = ref.partition(":")[0]
+        return provider if provider in self._locals else ""
+
+    async def _loaded(self, ref: str) -> None:
+        """A local tokenizer loaded (the first time) off the event loop."""
+        provider = self.tokenizer(ref)
+        if provider and provider not in self._vocabularies:
+            await asyncio.to_thread(self._vocabulary, ref)
+
     async def acount(self, ref: str, request: ModelRequest) -> int:
         """:meth:`count`, loading a local tokenizer (the first time) off the event loop."""
-        provider = ref.partition(":")[0]
-        if provider in self._locals and provider not in self._vocabularies:
-            await asyncio.to_thread(self._vocabulary, ref)
+        await self._loaded(ref)
         return self.count(ref, request)
 
     async def acount_texts(self, ref: str, texts: list[str]) -> int:
         """The tokens of ``texts`` each alone (an embedding call's inputs: no chat framing),
         loading a local tokenizer (the first time) off the event loop."""
-        provider = ref.partition(":")[0]
-        if provider in self._locals and provider not in self._vocabularies:
-            await asyncio.to_thread(self._vocabulary, ref)
+        await self._loaded(ref)
         return sum(self.count_text(ref, text) for text in texts)
 
     def count_text(self, ref: str, text: str) -> int:
