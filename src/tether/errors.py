@@ -4,11 +4,14 @@ Every error tether raises is a :class:`TetherError`. The tree::
 
     TetherError
     ├── ConfigError              tether.yaml is invalid (names file, line, YAML path, fix)
+    │   └── DatasetError         an eval dataset is invalid (names file, row, field, fix), or
+    │                            asks for an assert type tether does not support
     ├── InvalidRequest           the caller asked for something malformed
     │   ├── FeatureNotFound      no feature of that name
     │   ├── MissingVariable      the feature's prompt needs a variable the call did not pass
     │   ├── KeyNotFound          no API key matches the id or prefix given
     │   ├── ResponseNotFound     no stored response of that id for this API key
+    │   ├── EvalRunNotFound      no stored eval run matches the id or prefix given
     │   ├── PayloadTooLarge      the request body is over the gateway's limit
     │   └── UnsupportedMediaType the request body is not sent as application/json
     ├── AuthenticationFailed     no API key, or an unknown / revoked one
@@ -63,6 +66,13 @@ class ConfigError(TetherError):
     reason = "config_error"
 
 
+class DatasetError(ConfigError):
+    """An eval dataset (or promptfoo config) is invalid, or one of its asserts is of a type
+    tether does not support. The message names the file, the row and the field."""
+
+    reason = "dataset_error"
+
+
 class InvalidRequest(TetherError):
     """The caller's request is malformed; ``param`` names the offending field when known."""
 
@@ -96,6 +106,12 @@ class ResponseNotFound(InvalidRequest):
     ``store: false``, or stored by another key: the caller cannot tell which)."""
 
     reason = "response_not_found"
+
+
+class EvalRunNotFound(InvalidRequest):
+    """No stored eval run matches the id or prefix given (``tether eval list`` shows them)."""
+
+    reason = "eval_run_not_found"
 
 
 class PayloadTooLarge(InvalidRequest):

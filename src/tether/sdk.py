@@ -56,6 +56,7 @@ from tether.types import ModelRequest
 OnStart = Callable[[Trace], None]
 
 if TYPE_CHECKING:
+    from tether.evals.online import OnlineEvaluator, OnlineScores
     from tether.settings import Settings
     from tether.store.sink import StoreSink
     from tether.telemetry.otel import OtelSink
@@ -75,6 +76,20 @@ def otel_sink(config: TetherConfig) -> OtelSink | None:
     return OtelSink.from_config(config.telemetry, config)
 
 
+def online_evaluator(
+    tether: Tether, sinks: Sequence[TraceSink], config_dir: str | os.PathLike[str] | None
+) -> OnlineEvaluator | None:
+    """The sink that scores sampled calls (``evals.online``) before ``sinks`` get them, when
+    a feature declares it; ``config_dir`` resolves the scorers' relative paths."""
+    if not any(f.evals.online for f in tether.config.features.values()):
+        return None
+    from tether.evals.online import OnlineEvaluator
+
+    then = None if not sinks else sinks[0] if len(sinks) == 1 else FanOut(*sinks)
+    base = None if config_dir is None else Path(config_dir)
+    return OnlineEvaluator.build(tether.config, tether, now=tether.traces, then=then, base_dir=base)
+
+
 class Tether:
     """Declared features, callable. Providers are created lazily, on first use.
 
@@ -84,7 +99,9 @@ class Tether:
     them: it opens on ``async with`` or the first call, and ``aclose()`` writes every trace.
     ``state`` is where budgets, rate limits, breakers and the cache live (default: the
     config's ``state``, in-process unless it says ``redis``); two Tethers given the same state
-    share them like two replicas on one Redis.
+    share them like two replicas on one Redis. A feature with ``evals.online`` has a sample
+    of its calls scored after they answered (:mod:`tether.evals.online`; results on the trace
+    and in ``online_scores``); ``config_dir`` resolves its scorers' relative paths.
 
     The pipeline's seams (docs/architecture.md): ``stages`` run around every feature's model
     call, each in its slot (:class:`~tether.pipeline.stages.Stage`); ``wrappers`` (each a
@@ -105,6 +122,7 @@ class Tether:
         wrappers: Sequence[Wrapper] = (),
         variant_picker: VariantPicker | None = None,
         state: State | None = None,
+        config_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         self.config = config
         self.traces = MemorySink()
@@ -127,6 +145,9 @@ class Tether:
         self._stages = tuple(stages)
         self._wrappers = tuple(wrappers)
         self._picker = variant_picker
+        self.online = online_evaluator(self, sinks[1:], config_dir)  # its judges need providers
+        if self.online is not None:  # sampled calls are scored before the sinks after memory
+            self._sink = self.online
 
     @classmethod
     def from_config(
@@ -152,11 +173,22 @@ class Tether:
             from tether.store.sink import StoreSink
 
             sink = StoreSink(config.store, config_dir=file.resolve().parent)
+        kwargs.setdefault("config_dir", file.resolve().parent)
         tether = cls(config, store=sink, **kwargs)
         tether.compile(source)
         return tether
 
     # ------------------------------------------------------------------ wiring
+
+    @property
+    def online_scores(self) -> OnlineScores:
+        """Online evaluation results since start, per feature, variant and scorer (empty
+        when no feature declares ``evals.online``)."""
+        if self.online is None:
+            from tether.evals.online import OnlineScores
+
+            return OnlineScores()
+        return self.online.scores
 
     @property
     def prices(self) -> PriceTable:
@@ -211,7 +243,7 @@ class Tether:
             compiled: dict[str, CompiledFeature] = {}
             for name, feature in self.config.features.items():
                 try:
-                    compiled[name] = self._compile_feature(name, feature, env)
+                    compiled[name] = self._compile_variants(name, feature, env)
                 except Exception as exc:  # any start-up failure, located at its YAML path
                     raise _located(exc, name, feature, source) from exc
             warn_unknown(self.config, self.prices)  # a log line per model with no price
@@ -234,6 +266,19 @@ class Tether:
         ]
         return CompiledFeature.compile(name, feature, chain, env, [*own, *self._stages])
 
+    def _compile_variants(
+        self, name: str, feature: FeatureConfig, env: SandboxedEnvironment
+    ) -> CompiledFeature:
+        """The feature as declared, with each of its ``variants`` compiled beside it."""
+        compiled = self._compile_feature(name, feature, env)
+        for variant in feature.variants:
+            try:
+                own = self._compile_feature(name, feature.variant(variant), env)
+            except Exception as exc:  # located at the variant's YAML path
+                raise ConfigError(f"variants.{variant}: {exc}") from exc
+            compiled.variants = {**compiled.variants, variant: own}
+        return compiled
+
     # ------------------------------------------------------------------ calls
 
     async def run(
@@ -248,6 +293,7 @@ class Tether:
         tenant: str | None = None,
         key: str | None = None,
         cache: bool = True,
+        variant: str | None = None,
     ) -> Result:
         """Call a feature. Model failures take the feature's ``on_failure``; the result says
         ``degraded`` and why. Raises InvalidRequest for caller mistakes, RateLimitExceeded
@@ -258,12 +304,20 @@ class Tether:
         ``max_tokens`` caps yours; your request is not changed); ``variables`` then fill the
         system prompt. ``user``, ``tenant`` and ``key`` (an API key's id) say who the call is
         for: budgets, rate limits and a scoped cache count per each. ``cache=False`` neither
-        reads nor fills the feature's cache. ``on_start`` is called with the call's trace once
-        the call started (before any model call), e.g. to keep its id for an error response."""
+        reads nor fills the feature's cache. ``variant`` runs one of the feature's declared
+        ``variants`` (default: the variant picker's choice). ``on_start`` is called with the
+        call's trace once the call started (before any model call), e.g. to keep its id for an
+        error response."""
         pipeline = self.pipeline
         caller = Caller(user, tenant, key, cache)
         call = pipeline.start(
-            feature, variables, request=request, user=user, metadata=metadata, caller=caller
+            feature,
+            variables,
+            request=request,
+            user=user,
+            metadata=metadata,
+            caller=caller,
+            variant=variant,
         )
         if on_start is not None:
             on_start(call.trace)
@@ -281,6 +335,7 @@ class Tether:
         tenant: str | None = None,
         key: str | None = None,
         cache: bool = True,
+        variant: str | None = None,
     ) -> AsyncGenerator[StreamChunk, None]:
         """Call a feature and yield its answer as it is produced; the last chunk is ``done``
         and carries the Result (with ``error`` set if the stream broke mid-answer). The other
@@ -289,7 +344,13 @@ class Tether:
         pipeline = self.pipeline
         caller = Caller(user, tenant, key, cache)
         call = pipeline.start(
-            feature, variables, request=request, user=user, metadata=metadata, caller=caller
+            feature,
+            variables,
+            request=request,
+            user=user,
+            metadata=metadata,
+            caller=caller,
+            variant=variant,
         )
         if on_start is not None:
             on_start(call.trace)
@@ -341,6 +402,8 @@ class Tether:
         release the providers and the state backend."""
         if self._pipeline is not None:
             await self._pipeline.drain()
+        if self.online is not None:
+            await self.online.aclose()  # the calls still being scored go on to the store
         if self._services is not None:
             await self._services.alerts.aclose()
         if self.store is not None:

@@ -46,6 +46,8 @@ def test_init_then_check(tmp_path: Path) -> None:
     config = tmp_path / "proj" / "tether.yaml"
     text = config.read_text()
     assert "assistant:" in text and "{{ message }}" in text and "local:smollm2" in text
+    dataset = tmp_path / "proj" / "evals" / "assistant.jsonl"  # the config's evals.dataset
+    assert "evals/assistant.jsonl" in text and len(dataset.read_text().splitlines()) == 5
     assert tether("init", str(tmp_path / "proj")).returncode == 1  # no silent overwrite
     checked = tether("check", str(config))
     assert checked.returncode == 0 and "assistant" in checked.stdout

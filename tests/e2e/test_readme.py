@@ -154,6 +154,51 @@ def run_python(block: str, cwd: Path, env: dict[str, str]) -> subprocess.Complet
     return done
 
 
+EVAL_SECTION = "Evaluate a change before it ships"
+
+
+@pytest.mark.local_model
+def test_eval_example_runs_as_written(tmp_path: Path) -> None:
+    """The eval section's two commands, on the config and dataset `tether init` writes: a run
+    with its reports, then the `terse` variant compared with the feature as declared."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    env.pop("TETHER_STORE_URL", None)
+    init = subprocess.run(
+        [sys.executable, "-m", "tether", "init", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+    )
+    assert init.returncode == 0, init.stderr
+    (block,) = fenced_under(EVAL_SECTION, "bash")
+    run, compare = block.strip().splitlines()
+    outputs = []
+    for command in (run, compare):
+        done = subprocess.run(
+            ["bash", "-c", command.replace(".venv/bin/tether", f"{sys.executable} -m tether")],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+            env=env,
+        )
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+        outputs.append(done.stdout)
+    for folder in ("eval-report", "eval-compare"):
+        assert {p.name for p in (tmp_path / folder).iterdir()} >= {
+            "report.html",
+            "results.json",
+            "junit.xml",
+        }
+    assert "pass rate" in outputs[0]
+    verdicts = ("regressed", "improved", "no significant change")
+    assert any(verdict in outputs[1] for verdict in verdicts), outputs[1][-2000:]
+    html = (tmp_path / "eval-compare" / "report.html").read_text(encoding="utf-8")
+    assert "<svg" in html and "Changed items" in html
+
+
 GATEWAY_SECTION = "Serve it: the OpenAI-compatible gateway"
 README_PORT = "127.0.0.1:8080"
 

@@ -78,7 +78,9 @@ async def spare_state(spare_redis: SpareRedis) -> AsyncIterator[RedisState]:
 
 @pytest.fixture
 async def replicas(redis_url: str, state_prefix: str) -> AsyncIterator[list[RedisState]]:
-    states = [RedisState(redis_url, prefix=state_prefix) for _ in range(2)]
+    # a generous timeout: these tests are about atomicity and sharing, and a loaded CI machine
+    # can take longer than the default 0.5 s to open 64 connections under a 200-call burst
+    states = [RedisState(redis_url, prefix=state_prefix, timeout_s=5.0) for _ in range(2)]
     yield states
     for state in states:
         await state.aclose()

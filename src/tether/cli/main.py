@@ -16,7 +16,7 @@ from tether._version import __version__
 from tether.cli.app import App, ConfigOption, compile_config, load_settings
 from tether.cli.render import trace_table
 from tether.cli.serve import serve
-from tether.cli.templates import STARTER_CONFIG
+from tether.cli.templates import STARTER_CONFIG, starter_dataset
 from tether.errors import ConfigError, FeatureFailed, InvalidRequest, TetherError
 from tether.settings import Settings
 
@@ -25,6 +25,8 @@ SUB_APPS = (
     ("tether.cli.traces", "traces", "List, show and follow stored traces."),
     ("tether.cli.keys", "keys", "Create, list and revoke gateway API keys."),
     ("tether.cli.budgets", "budgets", "Where budgets stand: spent, reserved, limit and reset."),
+    ("tether.cli.evals", "eval", "Evaluate features on datasets; compare runs."),
+    ("tether.cli.datasets", "datasets", "Build eval datasets (from stored traces)."),
 )
 
 
@@ -42,16 +44,22 @@ def init(
     directory: Annotated[Path, typer.Argument(help="Where to write tether.yaml.")] = Path("."),
     force: Annotated[bool, typer.Option(help="Overwrite an existing tether.yaml.")] = False,
 ) -> None:
-    """Write a commented tether.yaml with a working feature named `assistant`."""
+    """Write a commented tether.yaml with a working feature named `assistant`, and the small
+    dataset it is evaluated on (evals/assistant.jsonl, kept if it exists)."""
     target = directory / "tether.yaml"
     if target.exists() and not force:
         Console(stderr=True).print(f"[red]{target} exists[/]; pass --force to overwrite it")
         raise typer.Exit(1)
     directory.mkdir(parents=True, exist_ok=True)
     target.write_text(STARTER_CONFIG, encoding="utf-8")
+    dataset = directory / "evals" / "assistant.jsonl"
+    if not dataset.exists():
+        dataset.parent.mkdir(exist_ok=True)
+        dataset.write_text(starter_dataset(), encoding="utf-8")
     Console().print(
-        f"wrote [bold]{target}[/]\nnext: tether run assistant --config {target} "
-        "--var message='What is tether?'"
+        f"wrote [bold]{target}[/] and [bold]{dataset}[/]\nnext: tether run assistant --config "
+        f"{target} --var message='What is tether?'\n      tether eval run assistant --config "
+        f"{target}"
     )
 
 

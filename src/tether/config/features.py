@@ -14,6 +14,7 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from tether.config.base import Strict
 from tether.config.budgets import BudgetsConfig, CacheConfig, RateLimitsConfig
+from tether.config.evals import EvalsConfig, VariantConfig
 from tether.config.guards import GuardsConfig
 
 ON_FAILURE_HINT = (
@@ -174,6 +175,11 @@ class FeatureConfig(Strict):
         default=None, description="An exact answer cache (off when absent)."
     )
     on_failure: OnFailureConfig
+    evals: EvalsConfig = Field(default_factory=EvalsConfig)
+    variants: dict[str, VariantConfig] = Field(
+        default_factory=dict,
+        description="named versions of the feature (another model, prompt, temperature)",
+    )
 
     @field_validator("model")
     @classmethod
@@ -199,6 +205,31 @@ class FeatureConfig(Strict):
             split_model_ref(ref)
         return v
 
+    @field_validator("variants")
+    @classmethod
+    def _variant_names(cls, v: dict[str, VariantConfig]) -> dict[str, VariantConfig]:
+        for name, variant in v.items():
+            if name == "default" or not name or ":" in name or name != name.strip():
+                raise ValueError(
+                    f"variants: {name!r} cannot name a variant ('default' is the feature as "
+                    "declared; no ':', no surrounding spaces)"
+                )
+            for ref in [variant.model or "x:y", *(variant.fallbacks or [])]:
+                split_model_ref(ref)
+        return v
+
+    def variant(self, name: str) -> FeatureConfig:
+        """The feature as variant ``name`` runs it (``"default"``: as declared); raises KeyError
+        for a variant it does not declare."""
+        if name == "default":
+            return self
+        overrides = self.variants[name].overrides()
+        if "prompt" in overrides:
+            overrides["prompt"] = {**self.prompt.model_dump(), **overrides["prompt"]}
+        data = {**self.model_dump(by_alias=True, exclude_unset=True), **overrides}
+        data.pop("variants", None)
+        return FeatureConfig.model_validate(data)
+
     @model_validator(mode="after")
     def _embedding_shape(self) -> FeatureConfig:
         if self.kind != "embedding":
@@ -220,6 +251,11 @@ class FeatureConfig(Strict):
                 "with no prompt or sampling; remove it"
             )
         return self
+
+    @property
+    def chains(self) -> list[list[str]]:
+        """The chain of the feature and of each of its variants."""
+        return [self.chain, *(self.variant(name).chain for name in self.variants)]
 
     @property
     def chain(self) -> list[str]:

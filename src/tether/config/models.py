@@ -111,15 +111,18 @@ class TetherConfig(Strict):
     def _references(self) -> TetherConfig:
         self._check_aliases()
         for fname, feature in self.features.items():
-            for i, ref in enumerate(feature.chain):
-                provider, _ = split_model_ref(ref)
-                if provider not in self.providers:
-                    where = "model" if i == 0 else f"fallbacks.{i - 1}"
-                    known = ", ".join(sorted(self.providers))
-                    raise ValueError(
-                        f"features.{fname}.{where}: model {ref!r} names provider {provider!r}, "
-                        f"which is not declared under providers (declared: {known})"
-                    )
+            for vname in ["default", *feature.variants]:
+                prefix = "" if vname == "default" else f"variants.{vname}."
+                for i, ref in enumerate(feature.variant(vname).chain):
+                    provider, _ = split_model_ref(ref)
+                    if provider not in self.providers:
+                        where = "model" if i == 0 else f"fallbacks.{i - 1}"
+                        known = ", ".join(sorted(self.providers))
+                        raise ValueError(
+                            f"features.{fname}.{prefix}{where}: model {ref!r} names provider "
+                            f"{provider!r}, which is not declared under providers "
+                            f"(declared: {known})"
+                        )
             self._check_failure_chain(fname)
             other = feature.on_failure.feature
             if other is not None and self.features[other].kind != feature.kind:

@@ -82,7 +82,12 @@ class GatewayRuntime:
         sinks: list[TraceSink] = [writer, *self._extra_sinks]
         if self.settings.config.telemetry.prometheus:
             sinks.append(self.metrics)
-        self._tether = Tether(self.settings.config, providers=self._providers, sink=FanOut(*sinks))
+        self._tether = Tether(
+            self.settings.config,
+            providers=self._providers,
+            sink=FanOut(*sinks),
+            config_dir=self.settings.config_dir,
+        )
         self.metrics.watch(health=self._tether.health, queue=lambda: writer.stats)
         _ = self._tether.pipeline  # compile templates and chains now, not on the first call
         gateway = self.settings.config.gateway
@@ -122,9 +127,9 @@ class GatewayRuntime:
 
     async def stop(self) -> None:
         self._writer = None
-        await self._traces.aclose()  # flushes the writer; closes the store unless it was given
-        if self._tether is not None:
+        if self._tether is not None:  # first: traces still being scored online go to the writer
             await self._tether.aclose()
+        await self._traces.aclose()  # flushes the writer; closes the store unless it was given
 
     # ------------------------------------------------------------------ parts
 

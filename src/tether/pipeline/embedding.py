@@ -104,6 +104,7 @@ def start(
         )
     check_inputs(inputs)
     trace, caller = pipeline.trace_for(compiled, user, metadata, caller)
+    compiled = compiled.variant(trace.variant)
     asked = EmbeddingRequest(list(inputs), dimensions, dict(extra or {}))
     request = as_messages(inputs)
     request.extra.update(asked.extra)  # what the stages see of the options (the cache key)

@@ -43,6 +43,7 @@ class CompiledFeature:
     own_messages: int = 0  # leading messages of every request that are the feature's own
     stages: tuple[Stage, ...] = ()  # in slot order; empty without guards or stages of one's own
     version: str = ""  # a hash of the feature's effective spec (config_version on its traces)
+    variants: Mapping[str, CompiledFeature] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def compile(
@@ -74,6 +75,23 @@ class CompiledFeature:
             ordered = tuple(s for s in ordered if getattr(s, "applies_to_embeddings", False))
         version = config_version(config)
         return cls(name, config, model, template, system, capture, guards, own, ordered, version)
+
+    def variant(self, name: str, *, strict: bool = False) -> CompiledFeature:
+        """The feature as variant ``name`` runs it (``"default"``: as declared). A name the
+        feature does not declare runs it as declared, unless ``strict`` (a caller asked for that
+        variant by name): then InvalidRequest."""
+        found = self.variants.get(name)
+        if found is not None or name == "default":
+            return found or self
+        if strict:
+            known = ", ".join(["default", *self.variants])
+            raise InvalidRequest(
+                f"feature {self.name!r} has no variant {name!r} (declared: {known}); declare it "
+                f"under features.{self.name}.variants",
+                param="variant",
+                reason="variant_not_found",
+            )
+        return self
 
     def build_request(self, variables: Mapping[str, Any]) -> ModelRequest:
         """The feature's own prompt: system and template rendered with the call's variables."""

@@ -97,11 +97,13 @@ class Pipeline:
         user: str | None = None,
         metadata: Mapping[str, Any] | None = None,
         caller: Caller | None = None,
+        variant: str | None = None,
     ) -> Call:
         """Resolve the feature, pick its variant and build its request (raises InvalidRequest
         on caller error). ``request`` is a caller's own conversation (the gateway's chat
         completions), which is left as it was. ``caller`` says who the call is for (tenant,
-        API key, whether the cache may answer); its ``user`` is ``user``."""
+        API key, whether the cache may answer); its ``user`` is ``user``. ``variant`` runs that
+        declared variant instead of the picker's choice (an evaluation of a variant)."""
         compiled = self.feature(feature)
         if compiled.config.kind != "chat":
             raise InvalidRequest(
@@ -111,7 +113,8 @@ class Pipeline:
                 reason="wrong_feature_kind",
             )
         variables = variables or {}
-        trace, caller = self.trace_for(compiled, user, metadata, caller)
+        trace, caller = self.trace_for(compiled, user, metadata, caller, variant)
+        compiled = compiled.variant(trace.variant)
         if request is None:
             built = compiled.build_request(variables)
             return Call.begin(compiled, trace, built, variables, caller=caller)
@@ -127,17 +130,21 @@ class Pipeline:
         user: str | None,
         metadata: Mapping[str, Any] | None,
         caller: Caller | None,
+        variant: str | None = None,
     ) -> tuple[Trace, Caller]:
-        """A new call's trace (who it is for, the feature's config version, the variant the
-        picker chose) and its caller, whose ``user`` is ``user``."""
+        """A new call's trace (who it is for, the variant: ``variant`` when given, else the
+        picker's choice, and that variant's config version) and its caller, whose ``user`` is
+        ``user``."""
         if caller is None:
             caller = Caller(user=user)
         elif caller.user != user:
             caller = dataclasses.replace(caller, user=user)
         trace = Trace(feature=compiled.name, user=user, metadata=dict(metadata or {}))
         trace.tenant, trace.key_id = caller.tenant, caller.key
-        trace.config_version = compiled.version
-        trace.variant = self.picker.pick(compiled, trace)
+        if variant is not None:
+            compiled.variant(variant, strict=True)  # a variant it does not declare: refused
+        trace.variant = self.picker.pick(compiled, trace) if variant is None else variant
+        trace.config_version = compiled.variant(trace.variant).version
         return trace, caller
 
     # ------------------------------------------------------------------ the stages

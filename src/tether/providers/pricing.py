@@ -235,7 +235,7 @@ def unknown_models(config: TetherConfig, prices: PriceTable) -> list[str]:
     configured = prices.configured(config.providers)
     unknown: list[str] = []
     for feature in config.features.values():
-        for ref in feature.chain:
+        for ref in (ref for chain in feature.chains for ref in chain):
             if ref not in unknown and configured.price_of(ref) is None:
                 unknown.append(ref)
     return unknown

@@ -185,3 +185,53 @@ class ResponseRow(Base):
     input: Mapped[list[Any]] = mapped_column(json_type())
     output: Mapped[list[Any]] = mapped_column(json_type())
     response: Mapped[dict[str, Any]] = mapped_column(json_type())
+
+
+class EvalRunRow(Base):
+    """One ``tether eval run``: what ran (feature, variant, its config version, the dataset),
+    its ``status`` (running, done, failed, interrupted), and once done its ``summary`` (the JSON
+    ``--json`` prints) and the ``settings`` it ran with (scorers, repeat, concurrency, gate)."""
+
+    __tablename__ = "eval_runs"
+    __table_args__ = (
+        Index("ix_eval_runs_started_at", "started_at"),
+        Index("ix_eval_runs_feature_started_at", "feature", "started_at"),
+        Index("ix_eval_runs_dataset_id_started_at", "dataset_id", "started_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    feature: Mapped[str] = mapped_column(String(200))
+    variant: Mapped[str] = mapped_column(String(200))
+    config_version: Mapped[str] = mapped_column(String(64))
+    dataset_id: Mapped[str] = mapped_column(String(64))
+    dataset_path: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    cases: Mapped[int] = mapped_column(Integer)
+    repeat: Mapped[int] = mapped_column(Integer)
+    summary: Mapped[dict[str, Any]] = mapped_column(json_type())
+    settings: Mapped[dict[str, Any]] = mapped_column(json_type())
+
+
+class EvalResultRow(Base):
+    """One case of one run, one repeat: the columns reports sort and filter on, the answer
+    (``output``) and the rest as JSON (``data``: each scorer's verdict, the output's details,
+    the case's tags, variables and expected answer)."""
+
+    __tablename__ = "eval_results"
+
+    run_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("eval_runs.id", ondelete="CASCADE"), primary_key=True
+    )
+    index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    repeat: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_id: Mapped[str] = mapped_column(String(64))
+    passed: Mapped[bool] = mapped_column(Boolean)
+    score: Mapped[float] = mapped_column(Float)
+    latency_ms: Mapped[float] = mapped_column(Float)
+    cost_usd: Mapped[float] = mapped_column(Float)
+    degraded: Mapped[bool] = mapped_column(Boolean)
+    error: Mapped[str | None] = mapped_column(Text)
+    output: Mapped[str] = mapped_column(Text)
+    data: Mapped[dict[str, Any]] = mapped_column(json_type())

@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 from tether.config.store import StoreConfig
 from tether.store import migrate as migrations
 from tether.store.engine import create_store_engine
+from tether.store.evals import EvalStore
 from tether.store.journal import Journal
 from tether.store.keys import KeyStore
 from tether.store.process import WriterProcess, can_reopen
@@ -40,6 +41,7 @@ class Store:
         self.traces = TraceStore(engine)
         self.keys = KeyStore(engine)
         self.responses = ResponseStore(engine)
+        self.evals = EvalStore(engine)
 
     @classmethod
     def open(

@@ -13,7 +13,7 @@ rows is in :mod:`tether.store.rows`.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -212,6 +212,44 @@ class TraceStore:
             trace["steps"] = [_step_view(s) for s in steps]
             trace["cursor"] = row.pk
             return trace
+
+    def scan(
+        self,
+        *,
+        feature: str | None = None,
+        variant: str | None = None,
+        degraded: bool | None = None,
+        since: datetime | None = None,
+        model: str | None = None,
+        batch: int = 500,
+    ) -> Iterator[TraceDict]:
+        """Full traces (``Trace.to_dict()`` shape with ``input`` and ``events``, without
+        attempts), newest first, read ``batch`` at a time so memory stays flat: what turning
+        stored traces into eval rows needs."""
+        clauses = _filters(feature, variant, degraded, since, None, None)
+        if model is not None:
+            clauses.append(TraceRow.model == model)
+        before: int | None = None
+        while True:
+            query = select(TraceRow).where(*clauses).order_by(TraceRow.pk.desc()).limit(batch)
+            if before is not None:
+                query = query.where(TraceRow.pk < before)
+            with Session(self._engine) as session:
+                rows = session.scalars(query).all()
+                if not rows:
+                    return
+                events = select(StepRow.trace_id, StepRow.data).where(
+                    StepRow.trace_id.in_([row.id for row in rows]), StepRow.kind == "event"
+                )
+                by_trace: dict[str, list[Any]] = {}
+                for trace_id, data in session.execute(events.order_by(StepRow.seq)):
+                    by_trace.setdefault(trace_id, []).append(data)
+                found = [
+                    {**row.data, "input": row.input, "events": by_trace.get(row.id, [])}
+                    for row in rows
+                ]
+            yield from found
+            before = rows[-1].pk
 
     def latest_cursor(self) -> int:
         """The cursor of the newest stored trace (0 when there is none)."""

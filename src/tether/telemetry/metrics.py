@@ -28,6 +28,10 @@ tether_rate_limited_total           counter    feature, scope (key/user/tenant/f
 tether_state_unavailable_total      counter    what, policy (fail_closed/fail_open): the
                                                shared state (Redis) could not be reached
 tether_cost_unknown_total           counter    model: attempts of a model with no price
+tether_eval_online_total            counter    feature, variant, scorer, result (pass/fail/
+                                               error): online scorers' results
+tether_eval_online_score            histogram  feature, variant, scorer: their scores (0..1)
+tether_eval_online_dropped_total    counter    feature: sampled calls not scored (overloaded)
 ==================================  =========  =============================================
 
 Everything lives in the instance's own ``CollectorRegistry`` (never the process default), so
@@ -54,6 +58,7 @@ LATENCY_BUCKETS = (
     0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64,
     1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
 )
+SCORE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
 OVERHEAD_BUCKETS = (
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
     0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
@@ -254,6 +259,30 @@ class PrometheusMetrics:
             ["model"],
             registry=r,
         )
+        self._evals(r)
+
+    def _evals(self, r: CollectorRegistry) -> None:
+        """Online evaluation (read from the trace's ``evaluation`` events)."""
+        labels = ["feature", "variant", "scorer"]
+        self.eval_online = Counter(
+            "tether_eval_online",
+            "Online scorers' results on sampled calls, by result (pass, fail, error).",
+            [*labels, "result"],
+            registry=r,
+        )
+        self.eval_online_score = Histogram(
+            "tether_eval_online_score",
+            "Online scorers' scores (0..1) on sampled calls.",
+            labels,
+            buckets=SCORE_BUCKETS,
+            registry=r,
+        )
+        self.eval_online_dropped = Counter(
+            "tether_eval_online_dropped",
+            "Sampled calls not scored because online evaluation was behind.",
+            ["feature"],
+            registry=r,
+        )
 
     def watch(
         self,
@@ -338,9 +367,9 @@ class PrometheusMetrics:
         return waited_ms
 
     def _limit_events(self, trace: Trace) -> None:
-        """Count what budgets, rate limits and the shared state did to the call. A call sent
-        to its failure path by an unreachable state (fail_closed) counts even when no stage
-        recorded a ``state_unavailable`` event."""
+        """Count what budgets, rate limits, the shared state and online scorers did to the
+        call. A call sent to its failure path by an unreachable state (fail_closed) counts even
+        when no stage recorded a ``state_unavailable`` event."""
         feature, at = trace.feature, self._at
         state_events = 0
         for event in trace.events:
@@ -357,8 +386,22 @@ class PrometheusMetrics:
                 state_events += 1
                 what, policy = str(data.get("what", "")), str(data.get("policy", "fail_closed"))
                 at(self.state_unavailable, what, policy).inc()
+            elif kind == "evaluation":
+                self._evaluation(trace, data)
+            elif kind == "evaluation_dropped":
+                at(self.eval_online_dropped, feature).inc()
         if trace.reason == "state_unavailable" and not state_events:
             at(self.state_unavailable, "call", "fail_closed").inc()
+
+    def _evaluation(self, trace: Trace, data: Mapping[str, object]) -> None:
+        labels = (trace.feature, trace.variant, str(data.get("name", "")))
+        score = data.get("score")
+        if data.get("error") is not None or not isinstance(score, int | float):
+            self._at(self.eval_online, *labels, "error").inc()
+            return
+        result = "pass" if data.get("passed") else "fail"
+        self._at(self.eval_online, *labels, result).inc()
+        self._at(self.eval_online_score, *labels).observe(float(score))
 
     def render(self) -> bytes:
         """The text exposition format, for ``GET /metrics``."""

@@ -8,7 +8,7 @@ semantic-convention spans and metrics, after the fact, with the call's real time
     ├─ chat gpt-4o-mini  CLIENT    attempt 2 (after a retry)
     └─ chat llama3.1     CLIENT    attempt 3 (after a fallback); INTERNAL for in-process models
     root span events: tether.retry, tether.fallback, tether.breaker_open, tether.failure_path ...
-                      and guard verdicts as gen_ai.evaluation.result
+                      and guard verdicts and online scorers' results as gen_ai.evaluation.result
 
 Metrics, one data point per attempt: ``gen_ai.client.operation.duration`` (s),
 ``gen_ai.client.token.usage`` ({token}, ``gen_ai.token.type`` input/output) and, for streams,
@@ -341,9 +341,12 @@ def attempt_attributes(attempt: Attempt, upstream: Upstream) -> dict[str, Attrib
 
 def event_attributes(event: TraceEvent) -> tuple[str, dict[str, AttributeValue]]:
     """A trace decision as a span event: ``tether.<kind>`` with ``tether.<key>`` attributes;
-    guard verdicts (``guard`` or ``gen_ai.evaluation.result``) as ``gen_ai.evaluation.result``."""
+    guard verdicts (``guard`` or ``gen_ai.evaluation.result``) and online scorers' results
+    (``evaluation``, :mod:`tether.evals.online`) as ``gen_ai.evaluation.result``."""
     if event.kind in ("guard", EVALUATION_RESULT):
         return EVALUATION_RESULT, _evaluation_attributes(event.data)
+    if event.kind == "evaluation":
+        return EVALUATION_RESULT, _evaluation_attributes(event.data, "tether.evaluation.")
     attrs: dict[str, AttributeValue] = {}
     for key, raw in event.data.items():
         value = _value(raw)
@@ -352,10 +355,13 @@ def event_attributes(event: TraceEvent) -> tuple[str, dict[str, AttributeValue]]
     return f"tether.{event.kind}", attrs
 
 
-def _evaluation_attributes(data: Mapping[str, Any]) -> dict[str, AttributeValue]:
+def _evaluation_attributes(
+    data: Mapping[str, Any], prefix: str = "tether.guard."
+) -> dict[str, AttributeValue]:
     """Guard data -> evaluation attributes. Understood keys: ``name`` / ``guard`` (evaluation
     name), ``score`` (value), ``label`` or ``passed`` (label ``pass``/``fail``), ``reason`` /
-    ``explanation``; ``gen_ai.*`` keys pass through, any other key becomes ``tether.guard.*``."""
+    ``explanation``; ``gen_ai.*`` and ``error.*`` keys pass through, any other key becomes
+    ``<prefix><key>`` (``tether.guard.*``)."""
     attrs: dict[str, AttributeValue] = {}
     known = {"name", "guard", "score", "label", "passed", "reason", "explanation"}
     name = data.get("name", data.get("guard"))
@@ -376,7 +382,7 @@ def _evaluation_attributes(data: Mapping[str, Any]) -> dict[str, AttributeValue]
         value = _value(raw)
         if value is None or key in known:
             continue
-        attrs[key if key.startswith(("gen_ai.", "error.")) else f"tether.guard.{key}"] = value
+        attrs[key if key.startswith(("gen_ai.", "error.")) else f"{prefix}{key}"] = value
     return attrs
 
 

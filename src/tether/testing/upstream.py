@@ -214,7 +214,9 @@ class FaultyUpstream:
     delay before every answer, for benchmarks). OpenAI answers also carry ``response_model``
     (the model the answer names; default: the request's), ``refusal``, ``system_fingerprint``,
     ``cached_tokens`` and ``reasoning_tokens`` (parts of the usage's input and output tokens),
-    and a logprob per piece when the request asks ``logprobs: true``.
+    and a logprob per piece when the request asks ``logprobs: true``. ``respond`` (a function
+    of the request's JSON body) makes the answer depend on the request: it returns the text to
+    answer with instead of ``text``.
 
     ``rpm`` makes it rate-limit like a real upstream: a token bucket of ``rpm`` requests that
     refills at ``rpm / 60`` a second; a request that finds it empty (and no scripted fault)
@@ -239,8 +241,10 @@ class FaultyUpstream:
         cached_tokens: int = 0,
         reasoning_tokens: int = 0,
         rpm: float | None = None,
+        respond: Callable[[dict[str, Any]], str] | None = None,
     ) -> None:
         self.text = text
+        self.respond = respond
         self.chunks = chunks
         self.tool_calls = list(tool_calls or [])
         self.usage = usage
@@ -493,9 +497,12 @@ class FaultyUpstream:
             await exchange.send_json(404, error)
 
     def _answer_for(self, body: Any) -> Answer:
-        pieces = split_text(self.text, self.chunks)
+        text = self.text
+        if self.respond is not None and isinstance(body, dict):
+            text = self.respond(body)
+        pieces = split_text(text, self.chunks)
         calls = [(name, json.dumps(args)) for name, args in self.tool_calls]
-        words = len(self.text.split()) + sum(len(a) // 4 for _, a in calls)
+        words = len(text.split()) + sum(len(a) // 4 for _, a in calls)
         usage = self.usage or (count_words(body), words)
         get = body.get if isinstance(body, dict) else {}.get
         options = get("stream_options") or {}

@@ -1,0 +1,220 @@
+"""promptfoo and tether agree: one promptfoo config, run by promptfoo itself (pinned in
+``tools/promptfoo``) against a live ``tether serve``, and by ``tether eval run`` as a dataset,
+gives the same pass/fail and score on every test and on every assert of every test: each
+deterministic assert of promptfoo's, and ``similar`` and ``llm-rubric`` made deterministic here.
+
+The feature's upstream is the loopback :class:`FaultyUpstream` answering what follows "Say: " in
+the last user message, so both sides see the same answer for a test whatever order they call in;
+its embeddings (a vector from a hash of each text) serve ``similar`` on both sides, promptfoo's
+through the gateway's ``/v1/embeddings`` (the ``vectors`` feature), tether's through that feature.
+It also judges by a rule (:func:`grade`) when asked to grade an output against a rubric, so
+``llm-rubric`` is deterministic here: promptfoo's grader asks through the gateway, tether's judge
+(the feature's model) asks the upstream directly, and both must read the verdict alike.
+promptfoo runs offline: no telemetry, no update check, no sharing, no cache, its database and
+logs in a temporary folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tether.testing.upstream import FaultyUpstream, refused_base_url
+
+from .gateway_server import GatewayProcess, tether_cli
+
+ROOT = Path(__file__).resolve().parents[2]
+DATA = Path(__file__).parent / "data" / "promptfoo"
+PROMPTFOO = ROOT / "tools" / "promptfoo" / "node_modules" / ".bin" / "promptfoo"
+INSTALL = "npm ci --prefix tools/promptfoo --no-audit --no-fund"
+TESTS = 45  # 15 CSV rows + 30 inline tests in promptfooconfig.yaml
+PROMPTFOO_FAILED = 100  # promptfoo's exit code when some test failed (and nothing errored)
+#: The llm-rubric prompt (promptfoo's default and tether's alike) ends with this message.
+GRADING = re.compile(
+    r"<Output>\n(?P<output>.*)\n</Output>\n<Rubric>\n(?P<rubric>.*)\n</Rubric>", re.S
+)
+
+CONFIG = """\
+providers:
+  up: {{kind: openai, base_url: "{up}", api_key: upstream-key}}
+features:
+  parity:
+    prompt: {{template: "Say: {{{{ reply }}}}"}}
+    model: up:gpt-4o-mini
+    retry: {{max_attempts: 1}}
+    on_failure: {{respond: "internal error: parity is unavailable"}}
+  vectors:
+    kind: embedding
+    model: up:text-embedding-3-small
+    retry: {{max_attempts: 1}}
+    on_failure: {{raise: true}}
+store:
+  url: "sqlite:///{db}"
+"""
+
+
+def say(body: dict[str, Any]) -> str:
+    """The upstream's answer: what follows "Say: " in the last user message, or a verdict when
+    that message asks to grade an output against a rubric (see :func:`grade`)."""
+    users = [m for m in body.get("messages") or [] if m.get("role") == "user"]
+    text = str((users[-1].get("content") if users else "") or "")
+    graded = GRADING.search(text)
+    if graded is not None:
+        return grade(graded["output"], graded["rubric"])
+    return text.split("Say: ", 1)[-1]
+
+
+def grade(output: str, rubric: str) -> str:
+    """A judge as a rule: a rubric "mentions WORD" passes when WORD is in the output (score
+    0.8, so a threshold of 0.9 fails it), else fails (score 0.1)."""
+    word = rubric.rsplit(" ", 1)[-1]
+    passed = word.lower() in output.lower()
+    reason = f"the output {'mentions' if passed else 'does not mention'} {word}"
+    return json.dumps({"reason": reason, "pass": passed, "score": 0.8 if passed else 0.1})
+
+
+def promptfoo_env(home: Path, **extra: str) -> dict[str, str]:
+    """promptfoo kept offline and out of the user's home: no telemetry, update check, sharing
+    or remote generation; its config, database, logs and cache under ``home``. Even with
+    telemetry off it posts one "telemetry disabled" event: every HTTPS request goes to a proxy
+    on a loopback port where nothing listens, so that one fails at once (loopback is direct)."""
+    dropped = ("OPENAI_", "PROMPTFOO_", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY")
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith(dropped)}
+    env.update(
+        PROMPTFOO_DISABLE_TELEMETRY="1",
+        PROMPTFOO_DISABLE_UPDATE="1",
+        PROMPTFOO_DISABLE_SHARING="1",
+        PROMPTFOO_DISABLE_REMOTE_GENERATION="1",
+        PROMPTFOO_CONFIG_DIR=str(home),
+        PROMPTFOO_LOG_DIR=str(home / "logs"),
+        PROMPTFOO_CACHE_PATH=str(home / "cache"),
+        PROMPTFOO_CACHE_ENABLED="false",
+        PROMPTFOO_PYTHON=sys.executable,
+        HTTPS_PROXY=refused_base_url().removesuffix("/v1"),
+        NO_PROXY="127.0.0.1,localhost",
+        **extra,
+    )
+    return env
+
+
+def require_promptfoo() -> Path:
+    if not PROMPTFOO.exists() or shutil.which("node") is None:
+        pytest.fail(f"promptfoo is not installed at {PROMPTFOO}: run: {INSTALL}")
+    return PROMPTFOO
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[FaultyUpstream]:
+    with FaultyUpstream(respond=say) as up:
+        yield up
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory: pytest.TempPathFactory, upstream: FaultyUpstream) -> Path:
+    folder = tmp_path_factory.mktemp("parity")
+    path = folder / "tether.yaml"
+    path.write_text(CONFIG.format(up=upstream.base_url, db=folder / "tether.db"))
+    return path
+
+
+@pytest.fixture(scope="module")
+def promptfoo_results(config: Path) -> dict[int, dict[str, Any]]:
+    """promptfoo's result per test index, from ``promptfoo eval`` against ``tether serve``."""
+    binary = require_promptfoo()
+    home = config.parent / "promptfoo-home"
+    out = config.parent / "promptfoo.json"
+    with GatewayProcess(config) as gateway:
+        done = subprocess.run(
+            [
+                str(binary),
+                "eval",
+                "--config",
+                str(DATA / "promptfooconfig.yaml"),
+                "--output",
+                str(out),
+                "--no-cache",
+                "--no-table",
+                "--no-progress-bar",
+                "--max-concurrency",
+                "4",
+            ],
+            cwd=DATA,
+            env=promptfoo_env(home, TETHER_GATEWAY_URL=gateway.base_url),
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+    said = done.stdout + done.stderr
+    assert done.returncode in (0, PROMPTFOO_FAILED), said[-6000:]
+    assert "Invalid configuration file" not in said and "Validation Error" not in said, said
+    results = json.loads(out.read_text())["results"]
+    assert results["stats"]["errors"] == 0, done.stdout[-3000:]
+    return {r["testIdx"]: r for r in results["results"]}
+
+
+@pytest.fixture(scope="module")
+def tether_results(config: Path) -> dict[int, dict[str, Any]]:
+    """tether's result per dataset row, from ``tether eval run`` then ``tether eval show``."""
+    dataset = str(DATA / "promptfooconfig.yaml")
+    ran = tether_cli(
+        "eval", "run", "parity", "--config", str(config), "--dataset", dataset, "--json"
+    )
+    assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
+    run = json.loads(ran.stdout)
+    shown = tether_cli("eval", "show", run["run_id"], "--config", str(config), "--json")
+    assert shown.returncode == 0, shown.stdout[-3000:] + shown.stderr[-3000:]
+    return {r["index"]: r for r in json.loads(shown.stdout)["results"]}
+
+
+def test_promptfoo_ran_every_test_through_the_gateway(
+    promptfoo_results: dict[int, dict[str, Any]],
+) -> None:
+    assert sorted(promptfoo_results) == list(range(TESTS))
+    passed = [i for i, r in promptfoo_results.items() if r["success"]]
+    assert 0 < len(passed) < TESTS  # some pass and some fail: agreement means something
+    for index, result in promptfoo_results.items():
+        reply = str(result["vars"]["reply"])
+        assert result["response"]["output"] == reply, f"test {index}: the gateway answered"
+
+
+def verdicts(result: dict[str, Any], promptfoo: bool) -> tuple[bool, float, list[Any]]:
+    """A test's pass/fail and score, and each assert's (name, pass/fail, score), in order."""
+    if promptfoo:
+        graded = result["gradingResult"]
+        asserts = [
+            (c["assertion"].get("metric") or c["assertion"]["type"], c["pass"], c["score"])
+            for c in graded["componentResults"]
+        ]
+        return result["success"], result["score"], asserts
+    asserts = [(s["name"], s["passed"], s["value"]) for s in result["scores"]]
+    return result["passed"], result["score"], asserts
+
+
+def rounded(verdict: tuple[bool, float, list[Any]]) -> tuple[bool, float, list[Any]]:
+    passed, score, asserts = verdict
+    return passed, round(score, 6), [(n, p, round(float(s), 6)) for n, p, s in asserts]
+
+
+def test_tether_eval_gives_promptfoo_s_verdict_on_every_test(
+    promptfoo_results: dict[int, dict[str, Any]], tether_results: dict[int, dict[str, Any]]
+) -> None:
+    assert sorted(tether_results) == sorted(promptfoo_results)
+    disagree = []
+    for index, theirs in sorted(promptfoo_results.items()):
+        ours = tether_results[index]
+        assert ours["output"]["text"] == theirs["response"]["output"], f"test {index}"
+        expected, got = rounded(verdicts(theirs, True)), rounded(verdicts(ours, False))
+        if got != expected:
+            what = theirs["testCase"].get("description")
+            disagree.append(f"test {index} ({what}):\n  promptfoo {expected}\n  tether    {got}")
+    assert not disagree, "\n".join(disagree)
