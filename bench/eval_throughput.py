@@ -159,6 +159,9 @@ def promptfoo_env(home: Path) -> dict[str, str]:
         PROMPTFOO_LOG_DIR=str(home / "logs"),
         PROMPTFOO_CACHE_PATH=str(home / "cache"),
         PROMPTFOO_CACHE_ENABLED="false",
+        # its per-run debug file (every request, ~2 KB each) can crash it at exit ("write after
+        # end" in winston); off, promptfoo does less work, which only helps its side
+        PROMPTFOO_DISABLE_DEBUG_LOG="1",
         HTTPS_PROXY=refused_base_url().removesuffix("/v1"),
         NO_PROXY="127.0.0.1,localhost",
     )
@@ -186,7 +189,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="runs of each tool, alternating")
     parser.add_argument("--rss-cases", type=int, default=100_000, help="0: skip the RSS run")
     parser.add_argument("--no-promptfoo", action="store_true", help="measure tether only")
-    parser.add_argument("--profile", action="store_true", help="cProfile tether's first run")
+    parser.add_argument(
+        "--profile", action="store_true", help="cProfile tether's first run (slows it)"
+    )
     parser.add_argument("--keep", type=Path, help="keep datasets, stores and logs in this folder")
     args = parser.parse_args()
     use_promptfoo = not args.no_promptfoo and PROMPTFOO.exists() and shutil.which("node")

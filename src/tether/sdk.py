@@ -36,7 +36,7 @@ from tether.config.models import FeatureConfig, TetherConfig, split_model_ref
 from tether.errors import ConfigError
 from tether.guards.registry import build_guard
 from tether.pipeline import embedding
-from tether.pipeline.call import Caller
+from tether.pipeline.call import Call, Caller
 from tether.pipeline.embedding import EmbeddingResult
 from tether.pipeline.feature import CompiledFeature, template_environment
 from tether.pipeline.pipeline import Pipeline
@@ -308,20 +308,33 @@ class Tether:
         ``variants`` (default: the variant picker's choice). ``on_start`` is called with the
         call's trace once the call started (before any model call), e.g. to keep its id for an
         error response."""
-        pipeline = self.pipeline
         caller = Caller(user, tenant, key, cache)
-        call = pipeline.start(
+        call = self._start(feature, variables, request, metadata, caller, variant, on_start)
+        return await self.pipeline.run(call)
+
+    def _start(
+        self,
+        feature: str,
+        variables: Mapping[str, Any] | None,
+        request: ModelRequest | None,
+        metadata: Mapping[str, Any] | None,
+        caller: Caller,
+        variant: str | None,
+        on_start: OnStart | None,
+    ) -> Call:
+        """The call :meth:`run` and :meth:`stream` start (``on_start`` told of its trace)."""
+        call = self.pipeline.start(
             feature,
             variables,
             request=request,
-            user=user,
+            user=caller.user,
             metadata=metadata,
             caller=caller,
             variant=variant,
         )
         if on_start is not None:
             on_start(call.trace)
-        return await pipeline.run(call)
+        return call
 
     async def stream(
         self,
@@ -341,20 +354,9 @@ class Tether:
         and carries the Result (with ``error`` set if the stream broke mid-answer). The other
         arguments as in :meth:`run` (the call starts on the first chunk asked for; a refusal,
         e.g. RateLimitExceeded, is raised there)."""
-        pipeline = self.pipeline
         caller = Caller(user, tenant, key, cache)
-        call = pipeline.start(
-            feature,
-            variables,
-            request=request,
-            user=user,
-            metadata=metadata,
-            caller=caller,
-            variant=variant,
-        )
-        if on_start is not None:
-            on_start(call.trace)
-        chunks = pipeline.stream(call)
+        call = self._start(feature, variables, request, metadata, caller, variant, on_start)
+        chunks = self.pipeline.stream(call)
         try:
             async for chunk in chunks:
                 yield chunk

@@ -1,15 +1,17 @@
 """promptfoo and tether agree: one promptfoo config, run by promptfoo itself (pinned in
 ``tools/promptfoo``) against a live ``tether serve``, and by ``tether eval run`` as a dataset,
 gives the same pass/fail and score on every test and on every assert of every test: each
-deterministic assert of promptfoo's, and ``similar`` and ``llm-rubric`` made deterministic here.
+deterministic assert of promptfoo's, and ``similar`` and the model-graded ones made deterministic
+here.
 
 The feature's upstream is the loopback :class:`FaultyUpstream` answering what follows "Say: " in
 the last user message, so both sides see the same answer for a test whatever order they call in;
 its embeddings (a vector from a hash of each text) serve ``similar`` on both sides, promptfoo's
 through the gateway's ``/v1/embeddings`` (the ``vectors`` feature), tether's through that feature.
-It also judges by a rule (:func:`grade`) when asked to grade an output against a rubric, so
-``llm-rubric`` is deterministic here: promptfoo's grader asks through the gateway, tether's judge
-(the feature's model) asks the upstream directly, and both must read the verdict alike.
+It also judges by a rule (:func:`grade`) when asked to grade, so ``llm-rubric``,
+``model-graded-closedqa`` and ``factuality`` are deterministic here: promptfoo's grader asks
+through the gateway, tether's judge (the feature's model) asks the upstream directly, each with
+its own prompt, and both must read the verdicts alike.
 promptfoo runs offline: no telemetry, no update check, no sharing, no cache, its database and
 logs in a temporary folder.
 """
@@ -36,11 +38,22 @@ ROOT = Path(__file__).resolve().parents[2]
 DATA = Path(__file__).parent / "data" / "promptfoo"
 PROMPTFOO = ROOT / "tools" / "promptfoo" / "node_modules" / ".bin" / "promptfoo"
 INSTALL = "npm ci --prefix tools/promptfoo --no-audit --no-fund"
-TESTS = 45  # 15 CSV rows + 30 inline tests in promptfooconfig.yaml
+TESTS = 48  # 15 CSV rows + 33 inline tests in promptfooconfig.yaml
 PROMPTFOO_FAILED = 100  # promptfoo's exit code when some test failed (and nothing errored)
-#: The llm-rubric prompt (promptfoo's default and tether's alike) ends with this message.
-GRADING = re.compile(
-    r"<Output>\n(?P<output>.*)\n</Output>\n<Rubric>\n(?P<rubric>.*)\n</Rubric>", re.S
+# What the grading prompts (promptfoo's defaults and tether's) hold: llm-rubric's last message,
+# model-graded-closedqa's data block, factuality's answers.
+RUBRIC = re.compile(
+    r"<Output>\n(?P<output>.*?)\n</Output>\n<Rubric>\n(?P<rubric>.*?)\n</Rubric>", re.S
+)
+CLOSEDQA = re.compile(
+    r"\[Submission\]:?\s*(?P<output>.*?)\s*(?:\*\*\*|\n\n)\s*"
+    r"\[Criterion\]:?\s*(?P<criterion>.*?)\s*(?:\*\*\*|\n\n)",
+    re.S,
+)
+FACTUALITY = re.compile(
+    r"<(?:expert|reference)_answer>\s*(?P<ideal>.*?)\s*</(?:expert|reference)_answer>\s*"
+    r"<submitted_answer>\s*(?P<output>.*?)\s*</submitted_answer>",
+    re.S,
 )
 
 CONFIG = """\
@@ -63,23 +76,38 @@ store:
 
 
 def say(body: dict[str, Any]) -> str:
-    """The upstream's answer: what follows "Say: " in the last user message, or a verdict when
-    that message asks to grade an output against a rubric (see :func:`grade`)."""
-    users = [m for m in body.get("messages") or [] if m.get("role") == "user"]
-    text = str((users[-1].get("content") if users else "") or "")
-    graded = GRADING.search(text)
-    if graded is not None:
-        return grade(graded["output"], graded["rubric"])
-    return text.split("Say: ", 1)[-1]
+    """The upstream's answer: a judge's verdict when the request asks to grade (see
+    :func:`grade`), else what follows "Say: " in the last user message."""
+    messages = body.get("messages") or []
+    verdict = grade("\n".join(str(m.get("content") or "") for m in messages))
+    if verdict is not None:
+        return verdict
+    users = [m for m in messages if m.get("role") == "user"]
+    return str((users[-1].get("content") if users else "") or "").split("Say: ", 1)[-1]
 
 
-def grade(output: str, rubric: str) -> str:
-    """A judge as a rule: a rubric "mentions WORD" passes when WORD is in the output (score
-    0.8, so a threshold of 0.9 fails it), else fails (score 0.1)."""
-    word = rubric.rsplit(" ", 1)[-1]
-    passed = word.lower() in output.lower()
-    reason = f"the output {'mentions' if passed else 'does not mention'} {word}"
-    return json.dumps({"reason": reason, "pass": passed, "score": 0.8 if passed else 0.1})
+def grade(prompt: str) -> str | None:
+    """A judge as a rule, for promptfoo's grading prompts and tether's alike (None: not a
+    grading prompt). llm-rubric and model-graded-closedqa: a rubric or criterion "... mentions
+    WORD" holds when WORD is in the output (rubric score 0.8, so a threshold of 0.9 fails it;
+    0.1 when it does not hold). factuality: the same text is C, a superset of the reference B,
+    a subset A, anything else D."""
+    if found := RUBRIC.search(prompt):
+        word = found["rubric"].rsplit(" ", 1)[-1]
+        held = word.lower() in found["output"].lower()
+        reason = f"the output {'mentions' if held else 'does not mention'} {word}"
+        return json.dumps({"reason": reason, "pass": held, "score": 0.8 if held else 0.1})
+    if found := CLOSEDQA.search(prompt):
+        word = found["criterion"].rsplit(" ", 1)[-1]
+        held = word.lower() in found["output"].lower()
+        letter = "Y" if held else "N"
+        return f"The submission {'mentions' if held else 'does not mention'} {word}.\n{letter}"
+    if found := FACTUALITY.search(prompt):
+        ideal, output = (found[k].lower().rstrip(".") for k in ("ideal", "output"))
+        category = "C" if output == ideal else "B" if ideal in output else "A"
+        category = category if ideal in output or output in ideal else "D"
+        return json.dumps({"category": category, "reason": f"category {category} by rule"})
+    return None
 
 
 def promptfoo_env(home: Path, **extra: str) -> dict[str, str]:
@@ -98,6 +126,7 @@ def promptfoo_env(home: Path, **extra: str) -> dict[str, str]:
         PROMPTFOO_LOG_DIR=str(home / "logs"),
         PROMPTFOO_CACHE_PATH=str(home / "cache"),
         PROMPTFOO_CACHE_ENABLED="false",
+        PROMPTFOO_DISABLE_DEBUG_LOG="1",  # its per-run debug file can crash at exit (winston)
         PROMPTFOO_PYTHON=sys.executable,
         HTTPS_PROXY=refused_base_url().removesuffix("/v1"),
         NO_PROXY="127.0.0.1,localhost",

@@ -87,14 +87,7 @@ def python_blocks_under(heading: str) -> list[str]:
 def test_sdk_examples_run_as_written(tmp_path: Path) -> None:
     """The README's Python examples, executed against the config `tether init` writes."""
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    init = subprocess.run(
-        [sys.executable, "-m", "tether", "init", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        check=False,
-        env=env,
-    )
-    assert init.returncode == 0, init.stderr
+    tether_init(tmp_path, env)
     blocks = python_blocks_under("Call it from Python")
     assert len(blocks) == 3  # run and stream, SyncTether, the pipeline's seams
     for block in blocks:
@@ -120,9 +113,8 @@ def test_budget_example_runs_as_written(tmp_path: Path) -> None:
     assert second.startswith("refused: rate_limit_exceeded retry in ")
 
 
-def init_with(folder: Path, features: str, env: dict[str, str]) -> Path:
-    """The config `tether init` writes in ``folder``, with ``features`` (a README YAML block of
-    features, beside ``assistant``) added."""
+def tether_init(folder: Path, env: dict[str, str]) -> Path:
+    """`tether init` in ``folder``: the path of the config it wrote."""
     init = subprocess.run(
         [sys.executable, "-m", "tether", "init", str(folder)],
         capture_output=True,
@@ -131,7 +123,13 @@ def init_with(folder: Path, features: str, env: dict[str, str]) -> Path:
         env=env,
     )
     assert init.returncode == 0, init.stderr
-    config_path = folder / "tether.yaml"
+    return folder / "tether.yaml"
+
+
+def init_with(folder: Path, features: str, env: dict[str, str]) -> Path:
+    """The config `tether init` writes in ``folder``, with ``features`` (a README YAML block of
+    features, beside ``assistant``) added."""
+    config_path = tether_init(folder, env)
     config = yaml.safe_load(config_path.read_text())
     config["features"].update(yaml.safe_load(features))
     config_path.write_text(yaml.safe_dump(config))
@@ -163,14 +161,7 @@ def test_eval_example_runs_as_written(tmp_path: Path) -> None:
     with its reports, then the `terse` variant compared with the feature as declared."""
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     env.pop("TETHER_STORE_URL", None)
-    init = subprocess.run(
-        [sys.executable, "-m", "tether", "init", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        check=False,
-        env=env,
-    )
-    assert init.returncode == 0, init.stderr
+    tether_init(tmp_path, env)
     (block,) = fenced_under(EVAL_SECTION, "bash")
     run, compare = block.strip().splitlines()
     outputs = []
