@@ -13,6 +13,8 @@ import base64
 import random
 from collections.abc import Callable
 
+from injection_families import generate_families
+
 Row = dict[str, object]
 
 PAYLOADS = [
@@ -1708,13 +1710,46 @@ MORE_ATTACKS: list[Callable[[random.Random], str]] = [
 ]
 
 
+# Attack families and their benign twins (the same wrapper around an innocent request) share
+# a style, so they form one source: holding it out asks whether the rest of the data tells
+# attack from benign in a style never seen, with both labels present.
+STYLE_GROUPS = {
+    "synthetic:indirect_doc": "documents",
+    "synthetic:indirect": "documents",
+    "hard_negative:document": "documents",
+    "synthetic:many_shot": "fewshot",
+    "hard_negative:fewshot": "fewshot",
+    "synthetic:overload": "overload",
+    "hard_negative:overload": "overload",
+    "synthetic:encoded": "encodings",
+    "synthetic:smuggled": "encodings",
+    "synthetic:payload_split": "encodings",
+    "hard_negative:encoding": "encodings",
+    "synthetic:secret_format": "secrets",
+    "synthetic:exfil": "secrets",
+    "hard_negative:secrets": "secrets",
+    "hard_negative:accounts": "secrets",
+    "synthetic:mode_claim": "personas",
+    "synthetic:persona": "personas",
+    "synthetic:authority": "personas",
+    "hard_negative:modes": "personas",
+    "hard_negative:roleplay": "personas",
+    "hard_negative:roleplay_long": "personas",
+    "hard_negative:worldbuilding": "personas",
+}
+
+
 def generate(seed: int = 13, n_attack: int = 2200, n_benign: int = 7000) -> list[Row]:
-    """Deterministic synthetic rows with ``source`` = generated/... and a category."""
+    """Deterministic synthetic rows with a category and ``source`` = generated/<group>: a
+    style group of STYLE_GROUPS, generated/attack or generated/benign for the other families
+    here, the groups of injection_families.py (each is held out as one source by the LOSO
+    evaluation)."""
     rng = random.Random(seed)
     rows: list[Row] = []
     seen: set[str] = set()
 
     def add(text: str, label: int, category: str) -> None:
+        default = "attack" if label else "benign"
         if text not in seen:
             seen.add(text)
             rows.append(
@@ -1722,7 +1757,7 @@ def generate(seed: int = 13, n_attack: int = 2200, n_benign: int = 7000) -> list
                     "text": text,
                     "label": label,
                     "category": category,
-                    "source": f"generated/{'attack' if label else 'benign'}",
+                    "source": f"generated/{STYLE_GROUPS.get(category, default)}",
                 }
             )
 
@@ -1769,4 +1804,8 @@ def generate(seed: int = 13, n_attack: int = 2200, n_benign: int = 7000) -> list
     for _ in range(n_benign):
         make, category = rng.choice(benign_makers)
         add(make(rng), 0, category)
+    for row in generate_families(seed + 1):
+        if row["text"] not in seen:
+            seen.add(str(row["text"]))
+            rows.append(row)
     return rows

@@ -1,52 +1,42 @@
 """Train the prompt-injection classifier shipped as tether/guards/data/injection_model.json.
 
     .venv/bin/python scripts/train_injection.py --data PATH/injection_dev.jsonl [--no-write]
-        [--repeats 3] [--folds 5] [--quick]
+        [--quick]
 
-Reproducible: fixed seeds, deterministic solver, synthetic rows from scripts/injection_synth.py;
-two runs write byte-identical weights. scikit-learn is needed here only; inference in tether is
-pure Python.
+Reproducible: fixed seeds, deterministic solver, synthetic rows from scripts/injection_synth.py
+(each generated family group is its own ``source``); two runs write byte-identical weights.
+scikit-learn is needed here only; inference in tether is pure Python.
 
-It estimates how the full guard (heuristics + classifier) generalises three ways, each time
-training the classifier without the rows it is scored on (synthetic rows are always in training,
-never scored), at several classifier operating points (``classifier_threshold``):
-
-1. rows: repeated stratified K-fold (strata = label x source, seeds 0, 1, 2, ...); every dev row
-   is scored once per repeat; the table shows the mean over repeats (and the worst repeat);
-2. templates: the same, but rows sharing their first six words (one carrier template, one code
-   generation template) stay in one fold (stratified group K-fold): a harsher estimate, since
-   CyberSecEval builds many rows from a few templates;
-3. sources: every dev source carries one label (CyberSecEval prompt_injection and Giskard are
-   attacks; CyberSecEval mitre_frr and PIGuard wildguard benign), so a split holds out one
-   attack source and one benign source and trains on the other two: unseen *styles*.
-
-Then it picks the operating point: the highest row-level balanced accuracy among thresholds
-with row-level FPR <= 3% and hard-negative FPR <= 2% (in the mean and the worst repeat) at which
-no by-source fold collapses (each within 0.10 of its own best balanced accuracy, hard-negative
-FPR <= 5%). It prints it, trains on everything and writes the model with the estimates in its
-``meta``. ``InjectionOptions.classifier_threshold`` is set by hand from that output (a unit test
-checks they agree).
+Decisions are made on **leave one source out** (LOSO): every source of the dev data and of the
+synthetic data is held out in turn, the classifier is trained on all the others, and the full
+guard (heuristics + classifier) is scored on the held-out source at several classifier operating
+points (``classifier_threshold``). Most sources hold one label, so the mean balanced accuracy is
+formed per class (see ``loso_summary``). The operating point is the one with the best LOSO mean
+balanced accuracy among those with LOSO mean FPR <= 5% and mean hard-negative FPR <= 5%.
+Row-level K-fold CV on the dev rows is printed for comparison only: it rewards memorising the
+style of a source and is not used for any decision. The model is then trained on everything and
+written with the estimates in its ``meta``. ``InjectionOptions.classifier_threshold`` is set by
+hand from that output (a unit test checks they agree). ``bench/injection_generalization.py``
+prints the per-source table, the over-defence FPR and the latency.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import sys
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from scipy import sparse  # type: ignore[import-untyped]
 from sklearn.linear_model import LogisticRegression  # type: ignore[import-untyped]
-from sklearn.model_selection import (  # type: ignore[import-untyped]
-    StratifiedGroupKFold,
-    StratifiedKFold,
-)
+from sklearn.model_selection import StratifiedKFold  # type: ignore[import-untyped]
 
 from tether.config.guards import InjectionOptions
 from tether.guards.builtin.injection import (
@@ -63,14 +53,11 @@ from injection_synth import generate
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "src" / "tether" / "guards" / "data" / "injection_model.json"
-ATTACK_SOURCES = ("CyberSecEval/prompt_injection.json", "Giskard/prompt_injections.csv")
-BENIGN_SOURCES = ("CyberSecEval/mitre_frr.json", "PIGuard/wildguard.json")
-THRESHOLDS = (0.2, 0.3, 0.4, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9)
-MAX_HARD_FPR = 0.02
-MAX_FPR = 0.03
-MAX_SOURCE_DROP = 0.10
-MAX_SOURCE_HARD_FPR = 0.05
-SYNTHETIC_ONLY = "synthetic only -> all dev"
+# candidate operating points on the calibrated probability
+THRESHOLDS = tuple(round(0.30 + 0.01 * i, 2) for i in range(61))
+# bounds on the LOSO means (over held-out sources) for an admissible operating point
+MAX_FPR = 0.05
+MAX_HARD_FPR = 0.05
 Row = dict[str, Any]
 
 
@@ -98,6 +85,16 @@ class Hyper:
     min_df: int
     max_features: int
     weighting: str = "source"
+
+
+def default_hyper() -> Hyper:
+    """The hyper-parameters the shipped model is trained with (also the CLI defaults)."""
+    return Hyper(c=1.0, min_df=2, max_features=30000, weighting="source")
+
+
+def training_rows(dev: Sequence[Row], seed: int = 13) -> list[Row]:
+    """The synthetic training rows, less near-duplicates of ``dev`` rows."""
+    return drop_near_duplicates(generate(seed), dev)[0]
 
 
 def fit(rows: Sequence[Row], hp: Hyper, feats_of: Features) -> InjectionModel:
@@ -189,13 +186,112 @@ class Scores:
     heuristic: list[float]
     classifier: list[float]
 
-    def report(self, threshold: float, mode: str = "guard") -> EvalReport:
-        rep = EvalReport()
-        for row, h, p in zip(self.rows, self.heuristic, self.classifier, strict=True):
+    def flags(self, threshold: float, mode: str = "guard") -> list[bool]:
+        """Whether the guard flags each row with the classifier's operating point at
+        ``threshold`` (``mode``: guard, classifier or heuristics alone)."""
+        out = []
+        for h, p in zip(self.heuristic, self.classifier, strict=True):
             by_h = h >= 0.5 and mode != "classifier"
             by_c = p >= threshold and mode != "heuristics"
-            rep.add(row, by_h or by_c, 0.0)
+            out.append(by_h or by_c)
+        return out
+
+    def rates(self, threshold: float, mode: str = "guard") -> Rates:
+        rates = Rates()
+        for row, flagged in zip(self.rows, self.flags(threshold, mode), strict=True):
+            rates.add(row, flagged)
+        return rates
+
+    def report(self, threshold: float, mode: str = "guard") -> EvalReport:
+        rep = EvalReport()
+        for row, flagged in zip(self.rows, self.flags(threshold, mode), strict=True):
+            rep.add(row, flagged, 0.0)
         return rep
+
+
+@dataclass(slots=True)
+class Rates:
+    """Confusion counts of one set of rows (and of its ``hard_negative:*`` rows)."""
+
+    tp: int = 0
+    fn: int = 0
+    fp: int = 0
+    tn: int = 0
+    hard_fp: int = 0
+    hard_n: int = 0
+    by_category: dict[str, list[int]] = field(default_factory=dict)
+
+    def add(self, row: Row, flagged: bool) -> None:
+        if int(row["label"]) == 1:
+            self.tp += flagged
+            self.fn += not flagged
+        else:
+            self.fp += flagged
+            self.tn += not flagged
+            if str(row.get("category", "")).startswith("hard_negative"):
+                self.hard_fp += flagged
+                self.hard_n += 1
+        cat = self.by_category.setdefault(str(row.get("category", "")), [0, 0])
+        cat[0] += flagged
+        cat[1] += 1
+
+    @property
+    def rows(self) -> int:
+        return self.tp + self.fn + self.fp + self.tn
+
+    @property
+    def tpr(self) -> float | None:
+        return self.tp / (self.tp + self.fn) if self.tp + self.fn else None
+
+    @property
+    def fpr(self) -> float | None:
+        return self.fp / (self.fp + self.tn) if self.fp + self.tn else None
+
+    @property
+    def hard_fpr(self) -> float | None:
+        return self.hard_fp / self.hard_n if self.hard_n else None
+
+    @property
+    def balanced_accuracy(self) -> float | None:
+        if self.tpr is None or self.fpr is None:
+            return None
+        return (self.tpr + 1.0 - self.fpr) / 2.0
+
+    def as_dict(self) -> dict[str, Any]:
+        def r(v: float | None) -> float | None:
+            return None if v is None else round(v, 4)
+
+        return {
+            "rows": self.rows,
+            "balanced_accuracy": r(self.balanced_accuracy),
+            "tpr": r(self.tpr),
+            "fpr": r(self.fpr),
+            "hard_negative_fpr": r(self.hard_fpr),
+        }
+
+
+def loso_summary(folds: Mapping[str, Rates]) -> dict[str, float | None]:
+    """Means over held-out sources. Most sources hold one label, where balanced accuracy is
+    undefined, so it is formed per class: (mean TPR over sources with attacks + 1 - mean FPR
+    over sources with benign rows) / 2; the worst pairs the worst of each: (min TPR + 1 -
+    max FPR) / 2. Hard-negative FPR: mean and max over sources that have hard negatives."""
+    tprs = [c.tpr for c in folds.values() if c.tpr is not None]
+    fprs = [c.fpr for c in folds.values() if c.fpr is not None]
+    hard = [c.hard_fpr for c in folds.values() if c.hard_fpr is not None]
+    out: dict[str, float | None] = dict.fromkeys(
+        ("mean_ba", "worst_ba", "mean_tpr", "mean_fpr", "mean_hard_fpr", "worst_hard_fpr")
+    )
+    if tprs and fprs:
+        out["mean_ba"] = (sum(tprs) / len(tprs) + 1.0 - sum(fprs) / len(fprs)) / 2.0
+        out["worst_ba"] = (min(tprs) + 1.0 - max(fprs)) / 2.0
+    if tprs:
+        out["mean_tpr"] = sum(tprs) / len(tprs)
+    if fprs:
+        out["mean_fpr"] = sum(fprs) / len(fprs)
+    if hard:
+        out["mean_hard_fpr"] = sum(hard) / len(hard)
+        out["worst_hard_fpr"] = max(hard)
+    return out
 
 
 class Scorer:
@@ -229,196 +325,104 @@ def merge(parts: Sequence[Scores]) -> Scores:
     return out
 
 
-@dataclass(slots=True)
-class Point:
-    balanced_accuracy: float
-    tpr: float
-    fpr: float
-    hard_fpr: float | None
-
-    @classmethod
-    def of(cls, rep: EvalReport) -> Point:
-        return cls(
-            rep.overall.balanced_accuracy or 0.0,
-            rep.overall.tpr or 0.0,
-            rep.overall.fpr or 0.0,
-            rep.hard_negatives.fpr,
-        )
-
-    def as_dict(self) -> dict[str, float | None]:
-        return {
-            "balanced_accuracy": round(self.balanced_accuracy, 4),
-            "tpr": round(self.tpr, 4),
-            "fpr": round(self.fpr, 4),
-            "hard_negative_fpr": None if self.hard_fpr is None else round(self.hard_fpr, 4),
-        }
-
-
-def mean_point(points: Sequence[Point]) -> Point:
-    hard = [p.hard_fpr for p in points if p.hard_fpr is not None]
-    return Point(
-        float(np.mean([p.balanced_accuracy for p in points])),
-        float(np.mean([p.tpr for p in points])),
-        float(np.mean([p.fpr for p in points])),
-        float(np.mean(hard)) if hard else None,
-    )
-
-
-def worst_point(points: Sequence[Point]) -> Point:
-    hard = [p.hard_fpr for p in points if p.hard_fpr is not None]
-    return Point(
-        min(p.balanced_accuracy for p in points),
-        min(p.tpr for p in points),
-        max(p.fpr for p in points),
-        max(hard) if hard else None,
-    )
-
-
 def fmt(value: float | None) -> str:
-    return "  -  " if value is None else f"{value:.3f}"
+    return "   -  " if value is None else f"{value:6.3f}"
 
 
 # --------------------------------------------------------------------------- estimates
 
 
-def strata(rows: Sequence[Row]) -> list[str]:
-    return [f"{r['label']}|{r['source']}" for r in rows]
+def leave_one_source_out(
+    rows: Sequence[Row],
+    held: Sequence[str],
+    hp: Hyper,
+    feats_of: Features,
+    log: Callable[[str], None] = print,
+) -> dict[str, Scores]:
+    """For each source in ``held``: train on every row of the other sources, score the
+    held-out source's rows (heuristics and the raw classifier probability)."""
+    scorer = Scorer()
+    out: dict[str, Scores] = {}
+    for source in held:
+        started = time.perf_counter()
+        train = [r for r in rows if r["source"] != source]
+        test = [r for r in rows if r["source"] == source]
+        out[source] = scorer.score(fit(train, hp, feats_of), test)
+        log(f"  held out {source}: {len(test)} rows ({time.perf_counter() - started:.1f} s)")
+    return out
 
 
-def template_groups(rows: Sequence[Row]) -> list[str]:
-    word = re.compile(r"\w+")
-    return [f"{r['source']}|{' '.join(word.findall(str(r['text']).lower())[:6])}" for r in rows]
+def calibrate(folds: Mapping[str, Scores]) -> tuple[float, float]:
+    """Platt scaling ``(a, b)`` fitted on the pooled held-out-source probabilities, rows
+    weighted as in training (each label half the mass): a calibrated probability at an even
+    prior that holds for sources the classifier did not see."""
+    pooled = merge(list(folds.values()))
+    p = np.clip(np.array(pooled.classifier), 1e-6, 1 - 1e-6)
+    z = np.log(p / (1 - p)).reshape(-1, 1)
+    y = np.array([int(r["label"]) for r in pooled.rows])
+    clf = LogisticRegression(C=100.0, solver="lbfgs", max_iter=1000)
+    clf.fit(z, y, sample_weight=sample_weights(pooled.rows))
+    return round(float(clf.coef_[0][0]), 6), round(float(clf.intercept_[0]), 6)
+
+
+def calibrated(scores: Scores, ab: tuple[float, float]) -> Scores:
+    a, b = ab
+    out = []
+    for p in scores.classifier:
+        q = min(max(p, 1e-6), 1 - 1e-6)
+        out.append(1.0 / (1.0 + math.exp(-(a * math.log(q / (1 - q)) + b))))
+    return Scores(scores.rows, scores.heuristic, out)
+
+
+def loso_table(folds: Mapping[str, Scores]) -> dict[float, dict[str, float | None]]:
+    """The LOSO summary (all held-out sources) at every candidate operating point."""
+    return {t: loso_summary({k: s.rates(t) for k, s in folds.items()}) for t in THRESHOLDS}
+
+
+def admissible(summary: Mapping[str, float | None]) -> bool:
+    """Mean FPR over held-out benign sources and mean hard-negative FPR within the bounds."""
+    fpr, hard = summary["mean_fpr"], summary["mean_hard_fpr"]
+    return (fpr is None or fpr <= MAX_FPR) and (hard is None or hard <= MAX_HARD_FPR)
+
+
+def choose(table: Mapping[float, Mapping[str, float | None]]) -> float:
+    """The admissible operating point with the best LOSO mean balanced accuracy (ties: the
+    higher threshold, i.e. fewer false positives)."""
+    pool = [t for t, s in table.items() if admissible(s)] or list(table)
+    return max(pool, key=lambda t: (round(table[t]["mean_ba"] or 0.0, 4), t))
+
+
+def print_loso(table: Mapping[float, Mapping[str, float | None]]) -> None:
+    print("\n== leave one source out: mean over held-out sources at each operating point")
+    print("  threshold  mean_ba  worst_ba  mean_TPR  mean_FPR  hard-FPR  worst hard-FPR")
+    for t, s in table.items():
+        if round(t * 100) % 5:
+            continue
+        print(
+            f"  {t:<9.2f}  {fmt(s['mean_ba'])}   {fmt(s['worst_ba'])}   {fmt(s['mean_tpr'])}   "
+            f"{fmt(s['mean_fpr'])}   {fmt(s['mean_hard_fpr'])}   {fmt(s['worst_hard_fpr'])}"
+        )
 
 
 def cross_validate(
-    dev: Sequence[Row],
-    synth: Sequence[Row],
-    hp: Hyper,
-    feats_of: Features,
-    scorer: Scorer,
-    *,
-    folds: int,
-    repeats: int,
-    grouped: bool,
-) -> list[Scores]:
-    """One pooled ``Scores`` per repeat: every dev row scored by a model that never saw it."""
-    y = strata(dev)
-    out = []
-    for seed in range(repeats):
-        if grouped:
-            splitter: Any = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
-            splits = splitter.split(dev, y, template_groups(dev))
-        else:
-            splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-            splits = splitter.split(dev, y)
-        parts = []
-        for train_idx, test_idx in splits:
-            train = [dev[i] for i in train_idx] + list(synth)
-            test = [dev[i] for i in test_idx]
-            parts.append(scorer.score(fit(train, hp, feats_of), test))
-        out.append(merge(parts))
-    return out
-
-
-def by_source(
-    dev: Sequence[Row], synth: Sequence[Row], hp: Hyper, feats_of: Features, scorer: Scorer
-) -> dict[str, Scores]:
-    out = {}
-    for attack in ATTACK_SOURCES:
-        for benign in BENIGN_SOURCES:
-            held = {attack, benign}
-            train = [r for r in dev if r["source"] not in held] + list(synth)
-            test = [r for r in dev if r["source"] in held]
-            name = f"{Path(attack).stem} + {Path(benign).stem}"
-            out[name] = scorer.score(fit(train, hp, feats_of), test)
-    out[SYNTHETIC_ONLY] = scorer.score(fit(synth, hp, feats_of), dev)
-    return out
-
-
-def print_cv_table(title: str, repeats: Sequence[Scores]) -> dict[float, tuple[Point, Point]]:
-    print(f"\n== {title}")
-    print("  threshold  bal_acc  TPR    FPR    hard-FPR | worst repeat: bal_acc  FPR   hard-FPR")
-    table = {}
-    for t in THRESHOLDS:
-        points = [Point.of(s.report(t)) for s in repeats]
-        mean, worst = mean_point(points), worst_point(points)
-        table[t] = (mean, worst)
-        print(
-            f"  {t:<9.2f}  {fmt(mean.balanced_accuracy)}    {fmt(mean.tpr)}  {fmt(mean.fpr)}  "
-            f"{fmt(mean.hard_fpr)}    |  {fmt(worst.balanced_accuracy)}         "
-            f"{fmt(worst.fpr)}  {fmt(worst.hard_fpr)}"
-        )
-    for mode in ("classifier", "heuristics"):
-        t = 0.5
-        mean = mean_point([Point.of(s.report(t, mode)) for s in repeats])
-        print(
-            f"  ({mode} alone{' at 0.5' if mode == 'classifier' else ''}: bal_acc "
-            f"{fmt(mean.balanced_accuracy)}, TPR {fmt(mean.tpr)}, FPR {fmt(mean.fpr)}, "
-            f"hard-FPR {fmt(mean.hard_fpr)})"
-        )
-    return table
-
-
-def source_points(folds: dict[str, Scores]) -> dict[str, dict[float, Point]]:
-    return {name: {t: Point.of(sc.report(t)) for t in THRESHOLDS} for name, sc in folds.items()}
-
-
-def print_source_table(points: dict[str, dict[float, Point]], shown: Sequence[float]) -> None:
-    print("\n== sources: held out by source (trained on the other two sources + synthetic rows)")
-    print("   balanced accuracy / TPR / FPR (hard-negative FPR = FPR on mitre_frr)")
-    head = "".join(f"   t={t:<18}" for t in shown)
-    print(f"  {'held out':<30}{head}")
-    for name, by_t in points.items():
-        cells = "".join(
-            f"   {by_t[t].balanced_accuracy:.3f}/{by_t[t].tpr:.3f}/{by_t[t].fpr:.3f}" for t in shown
-        )
-        print(f"  {name:<30}{cells}")
-
-
-def print_categories(scores: Scores, threshold: float) -> None:
-    rep = scores.report(threshold)
-    print(f"\n== per category, row-level CV (first repeat), threshold {threshold}")
-    for cat, conf in sorted(rep.by_category.items()):
-        rate = conf.tpr if conf.tpr is not None else conf.fpr
-        what = "TPR" if conf.tpr is not None else "FPR"
-        print(f"  {cat:<45} n={conf.n:<4} {what} {fmt(rate)}")
-
-
-def admissible(
-    t: float,
-    rows: dict[float, tuple[Point, Point]],
-    sources: dict[str, dict[float, Point]],
-) -> bool:
-    """Within the row-level FPR bounds (mean and worst repeat), and no by-source fold
-    collapses: each keeps its balanced accuracy within MAX_SOURCE_DROP of its best threshold
-    and its hard-negative FPR within the acceptance bar."""
-    if any(
-        p.fpr > MAX_FPR or (p.hard_fpr is not None and p.hard_fpr > MAX_HARD_FPR) for p in rows[t]
-    ):
-        return False
-    for name, by_t in sources.items():
-        if name == SYNTHETIC_ONLY:
-            continue
-        best = max(p.balanced_accuracy for p in by_t.values())
-        point = by_t[t]
-        if point.balanced_accuracy < best - MAX_SOURCE_DROP:
-            return False
-        if point.hard_fpr is not None and point.hard_fpr > MAX_SOURCE_HARD_FPR:
-            return False
-    return True
-
-
-def choose(rows: dict[float, tuple[Point, Point]], sources: dict[str, dict[float, Point]]) -> float:
-    """The admissible threshold with the highest row-level mean balanced accuracy."""
-    pool = [t for t in rows if admissible(t, rows, sources)] or list(rows)
-    return max(pool, key=lambda t: (round(rows[t][0].balanced_accuracy, 4), t))
+    dev: Sequence[Row], synth: Sequence[Row], hp: Hyper, feats_of: Features, folds: int
+) -> Scores:
+    """Row-level stratified K-fold over the dev rows (synthetic rows always in training):
+    printed for comparison only; it rewards memorising a source's style."""
+    y = [f"{r['label']}|{r['source']}" for r in dev]
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=0)
+    scorer, parts = Scorer(), []
+    for train_idx, test_idx in splitter.split(dev, y):
+        train = [dev[i] for i in train_idx] + list(synth)
+        parts.append(scorer.score(fit(train, hp, feats_of), [dev[i] for i in test_idx]))
+    return merge(parts)
 
 
 # --------------------------------------------------------------------------- main
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument(
         "--data",
         type=Path,
@@ -428,83 +432,90 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--seed", type=int, default=13, help="seed of the synthetic rows")
-    parser.add_argument("--c", type=float, default=4.0)
-    parser.add_argument("--min-df", type=int, default=2)
-    parser.add_argument("--max-features", type=int, default=30000)
+    defaults = default_hyper()
+    parser.add_argument("--c", type=float, default=defaults.c)
+    parser.add_argument("--min-df", type=int, default=defaults.min_df)
+    parser.add_argument("--max-features", type=int, default=defaults.max_features)
     parser.add_argument(
         "--weighting",
         choices=("source", "balanced"),
-        default="source",
+        default=defaults.weighting,
         help="source: each source / synthetic family weighted by sqrt(size) within its label",
     )
-    parser.add_argument("--folds", type=int, default=5)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--quick", action="store_true", help="skip the template-grouped CV")
+    parser.add_argument("--folds", type=int, default=5, help="row-level CV folds (shown only)")
+    parser.add_argument("--quick", action="store_true", help="skip the row-level CV")
     parser.add_argument("--no-write", action="store_true")
-    args = parser.parse_args()
+    return parser.parse_args()
 
+
+def main() -> None:
+    args = parse_args()
     started = time.perf_counter()
     dev = read_rows(args.data)
     synth, dropped = drop_near_duplicates(generate(args.seed), dev)
     hp = Hyper(args.c, args.min_df, args.max_features, args.weighting)
-    feats_of, scorer = Features(), Scorer()
+    feats_of = Features()
+    rows = [*dev, *synth]
+    held = sorted({str(r["source"]) for r in rows})
     print(
-        f"dev rows {len(dev)}, synthetic rows {len(synth)} "
-        f"({dropped} near-duplicates of dev rows dropped); {hp}"
+        f"dev rows {len(dev)}, synthetic rows {len(synth)} ({dropped} near-duplicates of dev "
+        f"rows dropped); {len(held)} sources; {hp}"
     )
-
-    rows_cv = cross_validate(
-        dev, synth, hp, feats_of, scorer, folds=args.folds, repeats=args.repeats, grouped=False
-    )
-    title = f"rows: {args.repeats} x stratified {args.folds}-fold (label x source), mean"
-    rows_table = print_cv_table(title, rows_cv)
-    templates_table: dict[float, tuple[Point, Point]] = {}
-    if not args.quick:
-        templates_cv = cross_validate(
-            dev, synth, hp, feats_of, scorer, folds=args.folds, repeats=args.repeats, grouped=True
-        )
-        title = f"templates: {args.repeats} x stratified group {args.folds}-fold, mean"
-        templates_table = print_cv_table(title, templates_cv)
-    sources = source_points(by_source(dev, synth, hp, feats_of, scorer))
-    chosen = choose(rows_table, sources)
-    print_categories(rows_cv[0], chosen)
-    print_source_table(sources, sorted({0.5, chosen, 0.8}))
-    mean, _ = rows_table[chosen]
+    raw = leave_one_source_out(rows, held, hp, feats_of)
+    calibration = calibrate(raw)
+    folds = {k: calibrated(s, calibration) for k, s in raw.items()}
+    print(f"\ncalibration (Platt, on held-out-source probabilities): a, b = {calibration}")
+    table = loso_table(folds)
+    print_loso(table)
+    chosen = choose(table)
+    best = table[chosen]
     print(
-        f"\nchosen classifier_threshold {chosen}: row-level CV balanced accuracy "
-        f"{mean.balanced_accuracy:.3f}, TPR {mean.tpr:.3f}, FPR {mean.fpr:.3f}, hard-negative "
-        f"FPR {fmt(mean.hard_fpr)}\n  admissible: row-level FPR <= {MAX_FPR} and hard-negative "
-        f"FPR <= {MAX_HARD_FPR} (mean and worst repeat); every by-source fold within "
-        f"{MAX_SOURCE_DROP} of its best balanced accuracy, hard-negative FPR <= "
-        f"{MAX_SOURCE_HARD_FPR}: {[t for t in THRESHOLDS if admissible(t, rows_table, sources)]}"
+        f"\nchosen classifier_threshold {chosen}: LOSO mean balanced accuracy "
+        f"{fmt(best['mean_ba'])}, worst {fmt(best['worst_ba'])}, mean FPR {fmt(best['mean_fpr'])}, "
+        f"mean hard-negative FPR {fmt(best['mean_hard_fpr'])}\n  admissible: LOSO mean FPR <= "
+        f"{MAX_FPR} and mean hard-negative FPR <= {MAX_HARD_FPR}: "
+        f"{[t for t, s in table.items() if admissible(s)][:3]} ..."
     )
+    per_source = {k: s.rates(chosen).as_dict() for k, s in folds.items()}
+    for name, r in per_source.items():
+        print(f"  {name:<44} {r}")
     default = InjectionOptions().classifier_threshold
     if default != chosen:
         print(f"NOTE: InjectionOptions.classifier_threshold is {default}, not {chosen}")
+    rows_cv: dict[str, Any] = {}
+    if not args.quick:
+        rep = cross_validate(dev, synth, hp, feats_of, args.folds).report(chosen)
+        rows_cv = {
+            "balanced_accuracy": rep.overall.balanced_accuracy,
+            "fpr": rep.overall.fpr,
+            "hard_negative_fpr": rep.hard_negatives.fpr,
+        }
+        print(f"\n(row-level {args.folds}-fold CV on dev rows, for comparison only: {rows_cv})")
 
-    final = fit(list(dev) + list(synth), hp, feats_of)
+    final = fit(rows, hp, feats_of)
     meta = {
-        "trained_on": sorted({str(r["source"]) for r in list(dev) + list(synth)}),
-        "rows": len(dev) + len(synth),
+        "trained_on": held,
+        "rows": len(rows),
         "seed": args.seed,
         "c": args.c,
         "min_df": args.min_df,
         "weighting": args.weighting,
         "features": len(final.weights),
         "chosen_threshold": chosen,
+        "calibration": list(calibration),
         "held_out": {
-            "rows_cv": {str(t): m.as_dict() for t, (m, _) in rows_table.items()},
-            "templates_cv": {str(t): m.as_dict() for t, (m, _) in templates_table.items()},
-            "by_source": {
-                name: {str(t): p.as_dict() for t, p in by_t.items()}
-                for name, by_t in sources.items()
+            "leave_one_source_out": {
+                "summary": {str(t): s for t, s in table.items()},
+                "per_source_at_chosen": per_source,
             },
+            "rows_cv": rows_cv,
         },
         "script": "scripts/train_injection.py",
     }
     print(f"final model: {len(final.weights)} weights ({time.perf_counter() - started:.0f} s)")
     if not args.no_write:
-        payload = {"version": 1, "bias": round(final.bias, 6), "meta": meta}
+        payload: dict[str, Any] = {"version": 2, "bias": round(final.bias, 6), "meta": meta}
+        payload["calibration"] = list(calibration)
         payload["weights"] = final.weights
         args.out.write_text(
             json.dumps(payload, ensure_ascii=False, separators=(",", ":")), encoding="utf-8"

@@ -34,7 +34,7 @@ from tether.config.guards import GuardSpec
 from tether.config.loader import ConfigProblems, SourceMap, load_located
 from tether.config.models import FeatureConfig, TetherConfig, split_model_ref
 from tether.errors import ConfigError
-from tether.guards.registry import build_guard
+from tether.guards.registry import GuardServices, build_guard
 from tether.pipeline import embedding
 from tether.pipeline.call import Call, Caller
 from tether.pipeline.embedding import EmbeddingResult
@@ -217,6 +217,11 @@ class Tether:
         provider, model = split_model_ref(ref)
         return self.provider(provider).model(model)
 
+    @property
+    def guard_services(self) -> GuardServices:
+        """What guards that ask a model (``llm_judge``) reach the configured providers by."""
+        return GuardServices(self._resolve, self.capabilities)
+
     def capabilities(self, ref: str) -> Capabilities:
         """What the model ``ref`` (``provider:model``) can honour: the packaged model table for
         its provider's kind, with the provider's ``capabilities`` from the config over it (a
@@ -245,7 +250,8 @@ class Tether:
                 try:
                     compiled[name] = self._compile_variants(name, feature, env)
                 except Exception as exc:  # any start-up failure, located at its YAML path
-                    raise _located(exc, name, feature, source) from exc
+                    services = self.guard_services
+                    raise _located(exc, name, feature, source, services) from exc
             warn_unknown(self.config, self.prices)  # a log line per model with no price
             self._pipeline = Pipeline(compiled, self._sink, self._picker)
         return self._pipeline
@@ -264,7 +270,8 @@ class Tether:
             *budgets.stages(name, feature, services),
             *cache.stages(name, feature, services),
         ]
-        return CompiledFeature.compile(name, feature, chain, env, [*own, *self._stages])
+        stages = [*own, *self._stages]
+        return CompiledFeature.compile(name, feature, chain, env, stages, self.guard_services)
 
     def _compile_variants(
         self, name: str, feature: FeatureConfig, env: SandboxedEnvironment
@@ -430,7 +437,11 @@ class Tether:
 
 
 def _located(
-    exc: Exception, name: str, feature: FeatureConfig, source: SourceMap | None
+    exc: Exception,
+    name: str,
+    feature: FeatureConfig,
+    source: SourceMap | None,
+    services: GuardServices | None = None,
 ) -> ConfigError:
     """A feature that does not compile, as a problem at the YAML path of its cause."""
     path: tuple[str | int, ...] = ("features", name)
@@ -448,7 +459,7 @@ def _located(
             break
     else:
         for stage, specs in (("input", feature.guards.input), ("output", feature.guards.output)):
-            failing = next((i for i, spec in enumerate(specs) if _fails(spec)), None)
+            failing = next((i for i, s in enumerate(specs) if _fails(s, services)), None)
             if failing is not None:
                 path = ("features", name, "guards", stage, failing)
                 break
@@ -458,9 +469,9 @@ def _located(
     return ConfigProblems([source.problem(path, message, fix)])
 
 
-def _fails(spec: GuardSpec) -> bool:
+def _fails(spec: GuardSpec, services: GuardServices | None) -> bool:
     try:
-        build_guard(spec)
+        build_guard(spec, services)
     except Exception:  # noqa: BLE001 - only asks whether this guard is the one that fails
         return True
     return False

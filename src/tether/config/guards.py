@@ -76,19 +76,57 @@ class PiiOptions(Strict):
 
 
 class InjectionOptions(Strict):
-    """``prompt_injection``: attack-pattern heuristics plus a small shipped classifier."""
+    """``prompt_injection``: attack-pattern heuristics plus a small shipped classifier, or your
+    own Hugging Face classifier exported to ONNX (``model: PATH``)."""
 
     heuristics: bool = True
     classifier: bool = True
     classifier_threshold: float = Field(
-        default=0.5,
+        default=0.71,
         gt=0,
         lt=1,
-        description="classifier probability that maps to score 0.5 (its operating point)",
+        description="calibrated classifier probability that maps to score 0.5 (its operating "
+        "point, chosen by scripts/train_injection.py on leave-one-source-out results)",
     )
     model_path: str | None = Field(
         default=None, description="weights produced by scripts/train_injection.py"
     )
+    # bring your own detector (tether.guards.builtin.classifier; pip install 'tether[detectors]')
+    model: str | None = Field(
+        default=None,
+        description="a Hugging Face sequence classifier exported to ONNX (folder with model.onnx, "
+        "tokenizer.json, config.json); runs instead of the shipped classifier",
+    )
+    injection_labels: list[str] | None = Field(
+        default=None, min_length=1, description="labels meaning attack (default: from id2label)"
+    )
+    labels: list[str] | None = Field(
+        default=None, min_length=2, description="the model's labels in output order (id2label)"
+    )
+    model_threshold: float = Field(
+        default=0.5, gt=0, lt=1, description="model probability that maps to score 0.5"
+    )
+    max_length: int = Field(default=512, ge=8, description="tokens per window (longer: windows)")
+    batch_size: int = Field(default=16, ge=1, le=1024)
+    batch_wait_ms: float = Field(default=2.0, ge=0, le=1000)
+    threads: int | None = Field(default=None, ge=1, description="onnxruntime intra-op threads")
+
+    @model_validator(mode="after")
+    def _model_keys(self) -> InjectionOptions:
+        model_only = {"injection_labels", "labels", "model_threshold", "max_length"}
+        model_only |= {"batch_size", "batch_wait_ms", "threads"}
+        stray = sorted(model_only & self.model_fields_set)
+        if self.model is None and stray:
+            raise ValueError(f"{', '.join(stray)} only apply with model: PATH; add it or drop them")
+        if self.model is not None and not self.classifier:
+            raise ValueError("model: PATH replaces the shipped classifier; drop classifier: false")
+        shipped = sorted({"model_path", "classifier_threshold"} & self.model_fields_set)
+        if self.model is not None and shipped:
+            raise ValueError(
+                f"{', '.join(shipped)} tune the shipped classifier, which model: PATH replaces; "
+                "drop them (model_threshold sets your model's operating point)"
+            )
+        return self
 
 
 class SecretsOptions(Strict):
@@ -168,6 +206,75 @@ class MaxLengthOptions(Strict):
         return self
 
 
+class LlmJudgeOptions(Strict):
+    """``llm_judge``: a configured model (``provider:model``) judges the text against a rubric
+    and answers ``{"violation", "score", "reason"}``; verdicts are cached in process."""
+
+    model: str = Field(description="the judge, 'provider:model' of a declared provider")
+    rubric: str | None = Field(
+        default=None, description="what counts as a violation (default: prompt injection)"
+    )
+    cache_size: int = Field(default=1024, ge=0, description="verdicts kept (0: no cache)")
+    max_chars: int = Field(
+        default=8000, ge=200, description="longer texts are judged on their head and tail"
+    )
+    max_tokens: int = Field(default=200, ge=16, le=4096, description="the judge's answer limit")
+    json_mode: bool | None = Field(
+        default=None,
+        description="ask for a JSON-schema answer (default: when the model honours json_schema)",
+    )
+
+    @field_validator("model")
+    @classmethod
+    def _ref(cls, v: str) -> str:
+        provider, _, model = v.partition(":")
+        if not provider or not model:
+            raise ValueError(f"model {v!r} must be 'provider:model', e.g. 'local:smollm2'")
+        return v
+
+
+ENSEMBLE_MEMBER_KEYS = ("action", "roles", "sample", "max_reasks")
+
+
+class EnsembleOptions(Strict):
+    """``ensemble``: one verdict from several guards. ``any`` fails when a member fails,
+    ``all`` when every member fails, ``weighted`` when the weighted mean score reaches the
+    ensemble's ``threshold``; ``cascade`` asks the members in order and goes on to the next
+    only while the score is inside ``band`` (outside it, the member's verdict stands)."""
+
+    mode: Literal["any", "all", "weighted", "cascade"] = "any"
+    guards: list[GuardSpec] = Field(min_length=1, description="the members, cheapest first")
+    weights: list[float] | None = Field(
+        default=None, description="weighted mode: one weight >= 0 per member (default: equal)"
+    )
+    band: tuple[float, float] = Field(
+        default=(0.2, 0.8), description="cascade: scores in [low, high] ask the next member"
+    )
+
+    @model_validator(mode="after")
+    def _fits(self) -> EnsembleOptions:
+        for i, member in enumerate(self.guards):
+            stray = [k for k in ENSEMBLE_MEMBER_KEYS if k in member.model_fields_set]
+            if stray:
+                raise ValueError(
+                    f"guards.{i}: {member.name}: set {', '.join(stray)} on the ensemble itself, "
+                    "not on a member (members only give verdicts)"
+                )
+        if self.weights is not None:
+            if self.mode != "weighted":
+                raise ValueError("weights only apply with mode: weighted; remove them")
+            if len(self.weights) != len(self.guards) or min(self.weights) < 0:
+                raise ValueError(
+                    f"weights: give one weight >= 0 per member ({len(self.guards)} members)"
+                )
+            if sum(self.weights) <= 0:
+                raise ValueError("weights: at least one weight must be above 0")
+        low, high = self.band
+        if not 0 <= low <= high <= 1:
+            raise ValueError(f"band: [{low}, {high}] must be [low, high], 0 <= low <= high <= 1")
+        return self
+
+
 class NoOptions(Strict):
     """A guard without options."""
 
@@ -183,6 +290,8 @@ def builtin_options() -> dict[str, type[Strict]]:
         "topics": ListOptions,
         "banned": ListOptions,
         "max_length": MaxLengthOptions,
+        "llm_judge": LlmJudgeOptions,
+        "ensemble": EnsembleOptions,
     }
 
 

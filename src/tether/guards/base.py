@@ -41,7 +41,8 @@ class Finding:
 @dataclass(frozen=True, slots=True)
 class Verdict:
     """A guard's answer. ``score`` runs from 0 (clean) to 1 (certainly bad); ``rewritten`` is
-    the repaired text when the guard can fix it; ``value`` a typed result (parsed JSON)."""
+    the repaired text when the guard can fix it; ``value`` a typed result (parsed JSON);
+    ``decided_by`` which member of an ensemble decided (on the trace's guard event)."""
 
     passed: bool
     score: float = 0.0
@@ -49,6 +50,7 @@ class Verdict:
     rewritten: str | None = None
     reason: str = ""
     value: Any = None
+    decided_by: str | None = None
 
     @classmethod
     def ok(cls, score: float = 0.0, **kw: Any) -> Verdict:

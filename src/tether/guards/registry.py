@@ -14,16 +14,19 @@ import difflib
 import functools
 import inspect
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tether.config.guards import (
     ALIASES,
+    EnsembleOptions,
     GuardSpec,
     InjectionOptions,
     JsonSchemaOptions,
     LeakOptions,
     ListOptions,
+    LlmJudgeOptions,
     MaxLengthOptions,
     PiiOptions,
     SecretsOptions,
@@ -33,8 +36,22 @@ from tether.errors import ConfigError
 from tether.guards.base import Guard, GuardContext, Verdict
 from tether.guards.builtin.json_schema import import_object
 
+if TYPE_CHECKING:
+    from tether.providers.base import Model
+    from tether.providers.capabilities import Capabilities
+
 ENTRY_POINT_GROUP = "tether.guards"
 CheckResult = Verdict | bool
+
+
+@dataclass(frozen=True, slots=True)
+class GuardServices:
+    """What a guard may use of the Tether that builds it: ``resolve`` turns a ``provider:model``
+    ref into a model of the configured providers (ConfigError for an undeclared provider), and
+    ``capabilities`` says what that model honours (None: assume everything)."""
+
+    resolve: Callable[[str], Model]
+    capabilities: Callable[[str], Capabilities] | None = None
 
 
 class FunctionGuard:
@@ -58,7 +75,7 @@ def as_verdict(result: Any) -> Verdict:
     raise TypeError(f"a guard returned {type(result).__name__}; return a Verdict or a bool")
 
 
-def build_builtin(spec: GuardSpec) -> Guard | None:
+def build_builtin(spec: GuardSpec, services: GuardServices | None = None) -> Guard | None:
     """The built-in guard for ``spec``, or None when the name is not a built-in."""
     opts = spec.options
     name = spec.name
@@ -70,7 +87,12 @@ def build_builtin(spec: GuardSpec) -> Guard | None:
         from tether.guards.builtin.injection import InjectionGuard
 
         threshold = 0.5 if spec.threshold is None else spec.threshold
-        return InjectionGuard(InjectionOptions.model_validate(opts), threshold)
+        injection = InjectionOptions.model_validate(opts)
+        if injection.model is not None:  # bring your own detector
+            from tether.guards.builtin.classifier import ClassifierGuard
+
+            return ClassifierGuard(injection, threshold)
+        return InjectionGuard(injection, threshold)
     if name == "secrets":
         from tether.guards.builtin.secrets import SecretsGuard
 
@@ -86,7 +108,29 @@ def build_builtin(spec: GuardSpec) -> Guard | None:
         if spec.threshold is not None:
             options = options.model_copy(update={"min_overlap": max(spec.threshold, 0.01)})
         return LeakGuard(options)
+    if spec.name in ("llm_judge", "ensemble"):
+        return build_composite(spec, services)
     return build_list_guard(spec)
+
+
+def build_composite(spec: GuardSpec, services: GuardServices | None) -> Guard:
+    """``llm_judge`` (asks a configured model) and ``ensemble`` (combines guards)."""
+    if spec.name == "llm_judge":
+        from tether.guards.builtin.judge import JudgeGuard
+
+        threshold = 0.5 if spec.threshold is None else spec.threshold
+        return JudgeGuard(LlmJudgeOptions.model_validate(spec.options), services, threshold)
+    from tether.guards.builtin.ensemble import EnsembleGuard
+
+    options = EnsembleOptions.model_validate(spec.options)
+    if spec.threshold is not None and options.mode != "weighted":
+        raise ConfigError(
+            f"ensemble: threshold applies to mode weighted only (this one is {options.mode}); "
+            "set the threshold on a member instead"
+        )
+    members = [build_guard(member, services) for member in options.guards]
+    threshold = 0.5 if spec.threshold is None else spec.threshold
+    return EnsembleGuard(options, members, threshold)
 
 
 def build_list_guard(spec: GuardSpec) -> Guard | None:
@@ -150,9 +194,10 @@ def load_entry_point(name: str) -> Any | None:
     return None
 
 
-def build_guard(spec: GuardSpec) -> Guard:
-    """The guard a spec names. Raises ConfigError naming the fix when it cannot be built."""
-    guard = build_builtin(spec)
+def build_guard(spec: GuardSpec, services: GuardServices | None = None) -> Guard:
+    """The guard a spec names. Raises ConfigError naming the fix when it cannot be built.
+    ``services`` reach the configured providers (``llm_judge`` needs them)."""
+    guard = build_builtin(spec, services)
     if guard is not None:
         return guard
     if ":" in spec.name:

@@ -25,7 +25,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from tether.config.guards import GuardsConfig
+from tether.config.guards import GuardsConfig, GuardSpec
 from tether.guards.base import Guard, GuardContext, Stage, Verdict
 from tether.guards.otel import EvaluationEvents
 from tether.guards.outcome import (
@@ -37,7 +37,7 @@ from tether.guards.outcome import (
     run_now,
 )
 from tether.guards.redact import Redactor, dump_value
-from tether.guards.registry import build_guard
+from tether.guards.registry import GuardServices, build_guard
 from tether.guards.stream import GuardedStream
 
 __all__ = [
@@ -62,12 +62,18 @@ class GuardRunner:
         *,
         guards: dict[str, Guard] | None = None,
         rng: random.Random | None = None,
+        services: GuardServices | None = None,
     ) -> None:
-        """``guards`` overrides building by name (tests, pre-built instances)."""
+        """``guards`` overrides building by name (tests, pre-built instances); ``services``
+        reach the configured providers (a guard that asks a model: ``llm_judge``)."""
         self.config = config
         given = guards or {}
-        self.input = [BoundGuard(s, given.get(s.name) or build_guard(s)) for s in config.input]
-        self.output = [BoundGuard(s, given.get(s.name) or build_guard(s)) for s in config.output]
+
+        def bound(spec: GuardSpec) -> BoundGuard:
+            return BoundGuard(spec, given.get(spec.name) or build_guard(spec, services))
+
+        self.input = [bound(s) for s in config.input]
+        self.output = [bound(s) for s in config.output]
         self._rng = rng or random.Random()
         self.events = EvaluationEvents()
 
@@ -216,6 +222,7 @@ class GuardRunner:
                 over_budget=result.over_budget,
                 error=result.error,
                 **where,
+                **({} if v.decided_by is None else {"decided_by": v.decided_by}),
             )
             if result.action == "review":
                 ctx.trace.event("review_requested", guard=result.guard, reason=v.reason, **where)

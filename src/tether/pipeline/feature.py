@@ -16,6 +16,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from tether.config.models import FeatureConfig
 from tether.errors import ConfigError, InvalidRequest, MissingVariable
+from tether.guards.registry import GuardServices
 from tether.guards.runner import GuardRunner
 from tether.pipeline.capture import Capture
 from tether.pipeline.guarding import InputGuards, OutputGuards
@@ -53,9 +54,11 @@ class CompiledFeature:
         model: Chain,
         env: SandboxedEnvironment,
         stages: Sequence[Stage] = (),
+        services: GuardServices | None = None,
     ) -> CompiledFeature:
         """``stages`` are the caller's own (``Tether(stages=...)``), placed by their slot after
-        the feature's guards in the same slot."""
+        the feature's guards in the same slot; ``services`` reach the configured providers
+        (for guards that ask a model)."""
         try:
             template = env.from_string(config.prompt.template)
             system = env.from_string(config.prompt.system) if config.prompt.system else None
@@ -64,7 +67,7 @@ class CompiledFeature:
                 f"features.{name}.prompt: the template does not parse ({exc}); "
                 "templates use Jinja2 syntax, e.g. '{{ message }}'"
             ) from None
-        guards = None if config.guards.empty else GuardRunner(config.guards)
+        guards = None if config.guards.empty else GuardRunner(config.guards, services=services)
         own = 1 if system is not None and _static_text(env, system, config.prompt.system) else 0
         capture = Capture.for_feature(config, guards)
         builtin: list[Stage] = []

@@ -68,8 +68,9 @@ def _guard(assertion: Assertion, ctx: ScoringContext) -> Scorer:
     from tether.guards.registry import build_guard
 
     spec = guard_spec(assertion, assertion.value)
+    services = None if ctx.tether is None else ctx.tether.guard_services  # llm_judge's providers
     try:
-        guard = build_guard(spec)
+        guard = build_guard(spec, services)
     except ConfigError as exc:
         raise bad(assertion, str(exc)) from None
     return GuardScorer(assertion.name, BoundGuard(spec, guard), ctx.feature or "")

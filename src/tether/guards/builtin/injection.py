@@ -1,23 +1,24 @@
 """``prompt_injection``: attack-pattern heuristics plus a small shipped classifier.
 
 The classifier is a logistic regression over binary features of NFKC-normalised, case-folded,
-de-leeted text: content words, word bigrams, character 4-grams within content words, and
-multilingual attack cue words (``c:ignore``, ``c:secret`` ...); English function words are left
-out of unigrams and char n-grams because they encode a source's style, not intent. Rows are
-L2-normalised; the weights are package data (``tether/guards/data/injection_model.json``),
-produced by ``scripts/train_injection.py``. Inference is pure Python: a set of features, a dict
-lookup per feature, a sigmoid. The heuristics are regular expressions for attack *families*
-(override the instructions, fake system turns, mode switches and authority claims, persona
-jailbreaks, prompt exfiltration, requests for held secrets or other users' data, payload
-splitting, smuggled encoded text, repeated-token floods), each with a weight; they explain a
-verdict with spans. Each regex is gated by cheap substring tests.
+de-leeted text: content words, word bigrams and multilingual attack cue words (``c:ignore``,
+``c:secret`` ...); English function words are left out of unigrams because they encode a
+source's style, not intent (char n-grams were dropped for the same reason, measured leaving one
+source out). Rows are L2-normalised; the weights and a Platt calibration are package data
+(``tether/guards/data/injection_model.json``), produced by ``scripts/train_injection.py``.
+Inference is pure Python: a set of features, a dict lookup per feature, a sigmoid. The
+heuristics are regular expressions for attack *families* (override the instructions, fake
+system turns, mode switches and authority claims, persona jailbreaks and jailbreak-template
+wording, prompt exfiltration, requests for held secrets or other users' data, payload splitting,
+smuggled encoded text, repeated-token floods), each with a weight; they explain a verdict with
+spans. Each regex is gated by cheap substring tests.
 
 The verdict's score is ``max(classifier, noisy-or of the heuristics)``; it fails at
-``threshold`` (default 0.5). The classifier's probability is rescaled so that its operating
-point (``classifier_threshold``, default 0.5, chosen on the cross-validation in
-``scripts/train_injection.py``: the best row-level balanced accuracy with row-level FPR <= 3%
-and hard-negative FPR <= 2% among the points where no held-out-by-source fold collapses) maps
-to 0.5. Texts longer than 4 KB are scored in overlapping windows.
+``threshold`` (default 0.5). The classifier's calibrated probability is rescaled so that its
+operating point (``classifier_threshold``, default 0.71: the best leave-one-source-out mean
+balanced accuracy with mean FPR and hard-negative FPR <= 5%, see
+``bench/injection_generalization.py``) maps to 0.5. Texts longer than 4 KB are scored in
+overlapping windows.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ WINDOW_CHARS = 4096
 FULL_EVIDENCE_WORDS = 8
 PRIOR_LOGIT = -2.0
 WINDOW_OVERLAP = 512
-CHAR_NGRAMS = (4,)
+CHAR_NGRAMS: tuple[int, ...] = ()
 
 
 def normalize(text: str) -> str:
@@ -192,11 +193,14 @@ def word_pattern() -> re.Pattern[str]:
 
 @dataclass(frozen=True, slots=True)
 class InjectionModel:
-    """Shipped logistic-regression weights."""
+    """Shipped logistic-regression weights. ``calibration`` ``(a, b)`` maps the classifier's
+    logit ``z`` to ``sigmoid(a * z + b)``: Platt scaling fitted on predictions for sources the
+    classifier never saw (leave one source out), so the probability holds across styles."""
 
     bias: float
     weights: dict[str, float]
     meta: dict[str, Any]
+    calibration: tuple[float, float] = (1.0, 0.0)
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> InjectionModel:
@@ -205,7 +209,9 @@ class InjectionModel:
             data = json.loads(raw.read_text(encoding="utf-8"))
         else:
             data = json.loads(Path(path).read_text(encoding="utf-8"))
-        return cls(float(data["bias"]), dict(data["weights"]), dict(data.get("meta", {})))
+        a, b = data.get("calibration", (1.0, 0.0))
+        meta = dict(data.get("meta", {}))
+        return cls(float(data["bias"]), dict(data["weights"]), meta, (float(a), float(b)))
 
     def logit(self, feats: Iterable[str], n_feats: int) -> float:
         weights = self.weights
@@ -271,6 +277,10 @@ _PRIVATE += r"social security(?: number)?|credit card(?: number)?|bank (?:balanc
 _PRIVATE += r"account balance|salary|medical (?:history|records?)|password|initials|order history)"
 
 
+def _words(text: str) -> tuple[str, ...]:
+    return tuple(text.split("|"))
+
+
 _SECRET_WORDS = (
     "password",
     "passcode",
@@ -288,31 +298,10 @@ _SECRET_WORDS = (
     "codeword",
     "login",
 )
-_FOREIGN_SECRET_WORDS = (
-    "contrase",
-    "clave",
-    "mot de passe",
-    "code secret",
-    "passwort",
-    "kennwort",
-    "schl",
-    "password",
-    "parola",
-    "senha",
-    "wachtwoord",
-    "пароль",
-    "kata sandi",
-    "şifre",
-    "hasł",
-    "hasl",
-    "密码",
-    "密碼",
-    "パスワード",
-    "暗証",
-    "비밀번호",
-    "κωδικ",
-    "كلمة",
-    "पासवर्ड",
+_FOREIGN_SECRET_WORDS = _words(
+    "contrase|clave|mot de passe|code secret|passwort|kennwort|schl|password|parola|senha|"
+    "wachtwoord|пароль|kata sandi|şifre|hasł|hasl|密码|密碼|パスワード|暗証|비밀번호|"
+    "κωδικ|كلمة|पासवर्ड"
 )
 
 
@@ -334,6 +323,7 @@ def heuristic_patterns() -> list[Pattern]:
         *_instruction_patterns(),
         *_new_rules_patterns(),
         *_persona_patterns(),
+        *_jailbreak_template_patterns(),
         *_exfiltration_patterns(),
         *_smuggling_patterns(),
     ]
@@ -473,7 +463,8 @@ def _persona_patterns() -> list[Pattern]:
             "persona_jailbreak",
             0.75,
             r"\b(?:no longer|not) (?:bound|restricted|limited) by\b|"
-            r"\b(?:broken|break) free of\b|\bdoes not have to (?:abide|follow|comply)\b|"
+            r"\b(?:broken|break) free of\b|"
+            r"\b(?:does not|doesn.t) have to (?:abide|follow|comply|obey)\b|"
             r"\b(?:without|free (?:of|from)|no) (?:any )?(?:ethical|moral|content) "
             r"(?:guidelines|restrictions|limitations|filters|constraints|polic(?:y|ies))\b|"
             r"\b(?:openai|anthropic|content) polic(?:y|ies)\b|"
@@ -495,6 +486,48 @@ def _persona_patterns() -> list[Pattern]:
                 "pretend to be",
                 "become",
             ),
+        ),
+    ]
+
+
+_AGENT = r"(?:ai|assistant|model|chatbot|bot|language model|llm|you|persona|character)"
+_LIMITS = r"(?:restrictions|limits|limitations|filters|censorship|rules|guidelines|morals|ethics|"
+_LIMITS += r"boundaries|safeguards)"
+
+
+def _jailbreak_template_patterns() -> list[Pattern]:
+    """The wording of role-play jailbreak templates: a persona without limits, rules that
+    forbid refusals and warnings, a forced reply prefix, two answers (normal and 'free').
+    Single cues are weak (benign role-play says "stay in character"); two together fail."""
+    return [
+        Pattern(
+            "jailbreak_template",
+            0.6,
+            rf"\b{_AGENT}\b[^.!?\n]{{0,50}}?\b(?:with no|without any|without|free of all|free of|"
+            rf"free from|not bound by any|not bound by|has no|have no|escaped)\s+(?:(?:any|ethical|"
+            rf"moral|content|safety|legal|usual|typical|such|or|and|its|your|the|of|all)\s+){{0,4}}"
+            rf"{_LIMITS}\b|\b(?:amoral|unfiltered|uncensored|unrestricted|unethical)\s+"
+            rf"(?:and \w+ )?(?:ai|assistant|model|chatbot|bot|version|persona)\b",
+            _words("restrict|limit|filter|censor|rules|guidelines|moral|ethic|bound|safeguard"),
+        ),
+        Pattern(
+            "refusal_suppression",
+            0.4,
+            r"\b(?:never|do not|don'?t|must not|will not|won'?t|cannot|can'?t)\s+(?:ever\s+)?"
+            r"(?:refuse|decline|apologi[sz]e|say (?:no|sorry|that you can'?t)|break character|"
+            r"(?:add|include|give|use|mention) (?:any )?(?:warnings?|disclaimers?|caveats?|notes?|"
+            r"moral\w*|ethic\w*))\b|\bno (?:warnings|disclaimers)\b|\bstay in character\b",
+            ("refuse", "decline", "apologi", "say ", "character", "warning", "disclaimer"),
+        ),
+        Pattern(
+            "refusal_suppression",
+            0.45,
+            r"\b(?:start|begin)\s+(?:your|every|each|all)\s+(?:\w+ )?(?:responses?|answers?|"
+            r"repl(?:y|ies)|outputs?)\s+with\s+['\"“]?(?:sure|absolutely|of course|certainly)|"
+            r"\byou (?:have|get|start with) \d+ tokens\b|"
+            r"\b(?:two|2)\s+(?:different |separate )?(?:responses|answers|paragraphs)\b[^\n]{0,80}?"
+            r"\b(?:normal(?:ly)?|classic|standard|filtered)\b",
+            ("start", "begin", "tokens", "two", "2 "),
         ),
     ]
 
@@ -709,8 +742,9 @@ class InjectionGuard:
             feats = featurize(chunk, self._word)
             n_words = sum(1 for f in feats if f.startswith("w:"))
             shrink = min(1.0, n_words / FULL_EVIDENCE_WORDS)
-            logit = self.model.logit(feats, len(feats))
-            best = max(best, sigmoid(shrink * logit + (1.0 - shrink) * PRIOR_LOGIT))
+            z = shrink * self.model.logit(feats, len(feats)) + (1.0 - shrink) * PRIOR_LOGIT
+            a, b = self.model.calibration
+            best = max(best, sigmoid(a * z + b))
         return best
 
     def score(self, text: str) -> tuple[float, list[Finding]]:
