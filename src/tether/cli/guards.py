@@ -24,7 +24,7 @@ from rich.table import Table
 from tether.cli.app import App, load_settings
 from tether.config.guards import GuardSpec
 from tether.errors import TetherError
-from tether.guards.base import Guard, GuardContext, Verdict
+from tether.guards.base import Guard, GuardContext, Verdict, as_verdict
 from tether.guards.evaluation import (
     Confusion,
     DatasetError,
@@ -35,7 +35,7 @@ from tether.guards.evaluation import (
     rate,
     read_rows,
 )
-from tether.guards.registry import GuardServices, as_verdict, build_guard
+from tether.guards.registry import GuardServices, build_guard
 
 if TYPE_CHECKING:
     from tether.sdk import Tether

@@ -87,3 +87,12 @@ class Guard(Protocol):
     """Inspect ``text`` and say whether it may pass."""
 
     def check(self, text: str, ctx: GuardContext) -> Verdict | Awaitable[Verdict]: ...
+
+
+def as_verdict(result: Any) -> Verdict:
+    """A guard's answer as a verdict (a custom guard may answer a bool: True = passed)."""
+    if isinstance(result, Verdict):
+        return result
+    if isinstance(result, bool):
+        return Verdict.ok() if result else Verdict.fail("custom guard said no")
+    raise TypeError(f"a guard returned {type(result).__name__}; return a Verdict or a bool")

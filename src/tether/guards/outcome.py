@@ -17,8 +17,7 @@ from typing import Any, Literal, TypeVar
 
 from tether.config.guards import GuardSpec
 from tether.errors import GuardBlocked
-from tether.guards.base import Guard, GuardContext, Stage, Verdict
-from tether.guards.registry import as_verdict
+from tether.guards.base import Guard, GuardContext, Stage, Verdict, as_verdict
 
 Decision = Literal["pass", "block", "reask", "fallback"]
 T = TypeVar("T")

@@ -33,7 +33,7 @@ from tether.config.guards import (
     builtin_options,
 )
 from tether.errors import ConfigError
-from tether.guards.base import Guard, GuardContext, Verdict
+from tether.guards.base import Guard, GuardContext, Verdict, as_verdict
 from tether.guards.builtin.json_schema import import_object
 
 if TYPE_CHECKING:
@@ -65,14 +65,6 @@ class FunctionGuard:
         if inspect.isawaitable(result):
             return result  # type: ignore[no-any-return, unused-ignore]  # awaited by the runner
         return as_verdict(result)
-
-
-def as_verdict(result: Any) -> Verdict:
-    if isinstance(result, Verdict):
-        return result
-    if isinstance(result, bool):
-        return Verdict.ok() if result else Verdict.fail("custom guard said no")
-    raise TypeError(f"a guard returned {type(result).__name__}; return a Verdict or a bool")
 
 
 def build_builtin(spec: GuardSpec, services: GuardServices | None = None) -> Guard | None:

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tether.config.guards import EnsembleOptions, GuardSpec
-from tether.guards.base import Finding, Guard, GuardContext, Verdict
+from tether.guards.base import Finding, Guard, GuardContext, Verdict, as_verdict
 
 __all__ = ["EnsembleGuard", "Member", "MemberVerdict"]
 
@@ -61,15 +61,6 @@ class MemberVerdict:
 def _labels(specs: Sequence[GuardSpec]) -> list[str]:
     names = [s.label for s in specs]
     return [f"{n}[{i}]" if names.count(n) > 1 else n for i, n in enumerate(names)]
-
-
-def as_verdict(result: Any) -> Verdict:
-    """A member's answer as a verdict (a custom guard may answer a bool: True = passed)."""
-    if isinstance(result, Verdict):
-        return result
-    if isinstance(result, bool):
-        return Verdict.ok() if result else Verdict.fail("custom guard said no")
-    raise TypeError(f"a guard returned {type(result).__name__}; return a Verdict or a bool")
 
 
 class EnsembleGuard:
