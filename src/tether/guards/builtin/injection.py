@@ -2,20 +2,23 @@
 
 The classifier is a logistic regression over binary features of NFKC-normalised, case-folded,
 de-leeted text: content words, word bigrams and multilingual attack cue words (``c:ignore``,
-``c:secret`` ...); English function words are left out of unigrams because they encode a
-source's style, not intent (char n-grams were dropped for the same reason, measured leaving one
-source out). Rows are L2-normalised; the weights and a Platt calibration are package data
-(``tether/guards/data/injection_model.json``), produced by ``scripts/train_injection.py``.
-Inference is pure Python: a set of features, a dict lookup per feature, a sigmoid. The
-heuristics are regular expressions for attack *families* (override the instructions, fake
-system turns, mode switches and authority claims, persona jailbreaks and jailbreak-template
-wording, prompt exfiltration, requests for held secrets or other users' data, payload splitting,
-smuggled encoded text, repeated-token floods), each with a weight; they explain a verdict with
-spans. Each regex is gated by cheap substring tests.
+``c:secret`` ...; ``qc:ignore`` when the cue sits inside a double-quoted span, i.e. words the
+user quotes, to translate or discuss, rather than says); English function words are left out of
+unigrams because they encode a source's style, not intent (char n-grams were dropped for the
+same reason, measured leaving one source out). Rows are L2-normalised; the weights and a Platt
+calibration are package data (``tether/guards/data/injection_model.json``), produced by
+``scripts/train_injection.py``. Inference is pure Python: a set of features, a dict lookup per
+feature, a sigmoid. The heuristics are regular expressions for attack *families* (override the
+instructions, fake system turns, mode switches and authority claims, persona jailbreaks and
+jailbreak-template wording, hypothetical or simulated worlds where the rules lapse, prompt
+exfiltration, requests for held secrets or other users' data, payload splitting, smuggled
+encoded text, repeated-token floods), each with a weight; they explain a verdict with spans.
+Each regex is gated by cheap substring tests; "it keeps ignoring the instructions" (a report
+about a model, not an order to one) does not count as an override.
 
 The verdict's score is ``max(classifier, noisy-or of the heuristics)``; it fails at
 ``threshold`` (default 0.5). The classifier's calibrated probability is rescaled so that its
-operating point (``classifier_threshold``, default 0.71: the best leave-one-source-out mean
+operating point (``classifier_threshold``, default 0.72: the best leave-one-source-out mean
 balanced accuracy with mean FPR and hard-negative FPR <= 5%, see
 ``bench/injection_generalization.py``) maps to 0.5. Texts longer than 4 KB are scored in
 overlapping windows.
@@ -168,7 +171,8 @@ STOPWORDS = frozenset(_STOPWORD_TEXT.split())
 
 def featurize(text: str, word_re: re.Pattern[str]) -> set[str]:
     """The classifier's features: ``w:word`` (content words), ``b:word word``, char n-grams
-    within content words (``<ign``, ``igno`` ... ``ore>``) and ``c:cue`` words."""
+    within content words (``<ign``, ``igno`` ... ``ore>``), ``c:cue`` words and ``qc:cue``
+    for cue words found only inside double quotes."""
     norm = normalize(text)
     words = word_re.findall(norm)
     feats = {"w:" + w for w in words if w not in STOPWORDS}
@@ -183,8 +187,15 @@ def featurize(text: str, word_re: re.Pattern[str]) -> set[str]:
         padded = "<" + w + ">"
         for n in CHAR_NGRAMS:
             feats.update(padded[i : i + n] for i in range(len(padded) - n + 1))
-    feats.update(cues(norm, words))
+    quoted = [m.group(1) for m in _QUOTED.finditer(norm)]
+    inner = cues(" ".join(quoted), word_re.findall(" ".join(quoted))) if quoted else set()
+    feats.update(cues(norm, words) - inner)
+    feats.update("q" + c for c in inner)
     return feats
+
+
+# a double-quoted span (straight, curly or guillemets) of 8 to 400 characters on one line
+_QUOTED = re.compile(r"[\"“„«]([^\"”“»\n]{8,400})[\"”»]")
 
 
 def word_pattern() -> re.Pattern[str]:
@@ -237,6 +248,8 @@ _VERB = r"(?:ignore|ignoring|disregard|forget|neglect|discard|abandon|override|o
 _VERB += r"pay no attention to|do not follow|don'?t follow|stop following|skip)"
 
 
+# "it keeps ignoring the instructions": a report about a model, not an order to one
+_THIRD = r"(?<!keeps )(?<!kept )(?<!keep )(?<!it )(?<!is )(?<!was )(?<!were )"
 _MODES = r"(?:developer|dev|debug|god|sudo|admin|administrator|maintenance|unrestricted|"
 _MODES += r"jailbreak|jailbroken|dan|root|superuser|override|unfiltered|uncensored|unlimited|"
 _MODES += r"diagnostic|system|test|testing|evil|chaos)"
@@ -337,7 +350,7 @@ def _instruction_patterns() -> list[Pattern]:
         Pattern(
             "override_instructions",
             0.95,
-            rf"\b{_VERB}\b(?:[^\w]+\w+){{0,3}}?[^\w]+{_Q}\b(?:[^\w]+\w+){{0,3}}?[^\w]+{_OBJ}\b",
+            rf"{_THIRD}\b{_VERB}\b(?:[^\w]+\w+){{0,3}}?[^\w]+{_Q}\b(?:[^\w]+\w+){{0,3}}?[^\w]+{_OBJ}\b",
             override,
         ),
         Pattern(
@@ -355,54 +368,26 @@ def _instruction_patterns() -> list[Pattern]:
             r"\b(?:scratch|drop|throw out|set aside|wipe)\b(?:[^\w]+\w+){0,4}?[^\w]+"
             r"(?:everything you were told|your (?:earlier |previous |original )?(?:guidelines|"
             r"instructions|rules|programming))\b",
-            (
-                "regardless",
-                "irrespective",
-                "instead of following",
-                "scratch",
-                "drop",
-                "throw out",
-                "set aside",
-                "wipe",
+            _words(
+                "regardless|irrespective|instead of following|scratch|drop|throw out|set aside|wipe"
             ),
         ),
         Pattern(
             "override_instructions",
             0.9,
-            r"\b(?:ignor\w*|olvid\w*|vergiss\w*|oubli\w*|dimentic\w*|esque[cç]\w*|negeer\w*|"
+            _THIRD
+            + r"\b(?:ignor\w*|olvid\w*|vergiss\w*|oubli\w*|dimentic\w*|esque[cç]\w*|negeer\w*|"
             r"abaikan|zignoruj\w*)\b.{0,40}?"
             r"\b(?:instruc\w*|instrukt\w*|anweisung\w*|istruzion\w*|consign\w*|indicaz\w*|"
             r"vorgab\w*|regl\w*|regel\w*|regol\w*|talimat\w*|polecen\w*)",
-            (
-                "ignor",
-                "olvid",
-                "vergiss",
-                "oubli",
-                "dimentic",
-                "esque",
-                "negeer",
-                "abaikan",
-                "zignoruj",
-            ),
+            _words("ignor|olvid|vergiss|oubli|dimentic|esque|negeer|abaikan|zignoruj"),
         ),
         Pattern(
             "override_instructions",
             0.9,
             r"(?:이전|위의?).{0,6}지시|以前の指示|これまでの指示|之前的.{0,4}指令|忽略|無視して|"
             r"игнорир\w*|забудь\w*|αγνό\w*.{0,30}οδηγ\w*|تجاهل|अनदेखा|yok say",
-            (
-                "지시",
-                "指示",
-                "指令",
-                "忽略",
-                "無視",
-                "игнорир",
-                "забудь",
-                "αγνό",
-                "تجاهل",
-                "अनदेखा",
-                "yok say",
-            ),
+            _words("지시|指示|指令|忽略|無視|игнорир|забудь|αγνό|تجاهل|अनदेखा|yok say"),
         ),
     ]
 
@@ -565,6 +550,25 @@ def _exfiltration_patterns() -> list[Pattern]:
             rf"\b(?:first|last) (?:\w+ )?(?:letters?|characters?|digits?) of (?:the|your) "
             rf"(?:secret |hidden )?{_SECRET}\b",
             _SECRET_WORDS,
+        ),
+        Pattern(
+            "hypothetical_frame",
+            0.55,
+            r"\b(?:hypothetical\w*|imagine|suppose|simulat\w*|virtual|sandbox|pretend|in a "
+            r"(?:world|universe|game|scenario) where)\b[^\n]{0,120}?\b(?:(?:the|your) (?:secret|"
+            r"hidden|confidential) \w+|(?:the|your) (?:password|passcode|system prompt)|your "
+            r"(?:(?:original|initial|hidden) )?(?:instructions|rules|guidelines)|(?:rules|"
+            r"restrictions|guidelines|filters) (?:do not|don.t|no longer) (?:apply|exist))\b",
+            _words("hypothetic|imagin|suppose|simulat|virtual|sandbox|pretend|in a "),
+        ),
+        Pattern(
+            "prompt_exfiltration",
+            0.6,
+            r"\bwhat (?:were|have|did) you (?:been )?(?:told|instructed|programmed|asked to "
+            r"keep)\b|"
+            r"\b(?:before|at the (?:start|beginning) of) (?:this|our) (?:conversation|chat)\b"
+            r"[^\n]{0,40}?\b(?:told|instructed|given)\b",
+            ("told", "instructed", "programmed"),
         ),
         Pattern(
             "private_data_request",
