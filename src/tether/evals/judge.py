@@ -119,7 +119,9 @@ def _as_bool(value: Any) -> bool | None:
     return None
 
 
-def _as_score(value: Any) -> float | None:
+def as_score(value: Any) -> float | None:
+    """A judge's score as a number in 0..1 (clamped), or None when it is not a number (a bool,
+    text, NaN)."""
     if isinstance(value, bool) or value is None:
         return None
     try:
@@ -150,7 +152,7 @@ def rubric_verdict(text: str) -> Verdict:
     data = first_json_object(text)
     if data is not None:
         passed = _as_bool(data["pass"]) if "pass" in data else None
-        score = _as_score(data.get("score"))
+        score = as_score(data.get("score"))
         if passed is None and score is not None:
             passed = score >= 0.5
         if passed is not None:
@@ -208,7 +210,7 @@ def factuality_scores(options: Mapping[str, Any] | None = None) -> dict[str, flo
     scores = {}
     for letter, option in FACTUALITY_OPTIONS.items():
         default = 0.0 if letter == "D" else 1.0
-        value = _as_score(given.get(option))
+        value = as_score(given.get(option))
         scores[letter] = default if value is None else value
     return scores
 

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from tether.config.guards import LlmJudgeOptions
 from tether.errors import ConfigError
-from tether.evals.judge import first_json_object
+from tether.evals.judge import as_score, first_json_object
 from tether.guards.base import GuardContext, Verdict
 from tether.providers.base import CallContext
 from tether.telemetry.trace import Trace
@@ -91,16 +91,6 @@ def _flag(value: Any) -> bool | None:
     return {"true": True, "yes": True, "false": False, "no": False}.get(word)
 
 
-def _score(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        return None
-    try:
-        number = float(value)
-    except ValueError:
-        return None
-    return None if number != number else min(1.0, max(0.0, number))  # NaN: no score
-
-
 def _fields(text: str) -> dict[str, Any]:
     """The verdict's fields: the first JSON object in ``text``, else the fields an answer cut
     short (at its token limit) got to write."""
@@ -116,7 +106,7 @@ def read_verdict(text: str, threshold: float = 0.5) -> Verdict:
     cut short). Raises JudgeUnreadable when it has neither a ``violation`` flag nor a
     ``score``."""
     data = _fields(text)
-    violation, score = _flag(data.get("violation")), _score(data.get("score"))
+    violation, score = _flag(data.get("violation")), as_score(data.get("score"))
     if violation is None and score is None:
         shown = text.strip()[:_SHOWN] or "(empty)"
         raise JudgeUnreadable(f"the judge's answer is not a verdict: {shown}")
