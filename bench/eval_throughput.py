@@ -43,7 +43,8 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
-from tether.testing.upstream import FaultyUpstream, refused_base_url
+from tether.testing.promptfoo import offline_env
+from tether.testing.upstream import FaultyUpstream
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPTFOO = ROOT / "tools" / "promptfoo" / "node_modules" / ".bin" / "promptfoo"
@@ -145,33 +146,10 @@ def print_profile(path: Path) -> None:
     stats.sort_stats("cumulative").print_stats("tether/", 30)
 
 
-def promptfoo_env(home: Path) -> dict[str, str]:
-    """promptfoo offline: no telemetry, update check or sharing; its home under ``home``; the
-    one event it posts even with telemetry off goes to a dead loopback proxy."""
-    dropped = ("OPENAI_", "PROMPTFOO_", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY")
-    env = {k: v for k, v in os.environ.items() if not k.upper().startswith(dropped)}
-    env.update(
-        PROMPTFOO_DISABLE_TELEMETRY="1",
-        PROMPTFOO_DISABLE_UPDATE="1",
-        PROMPTFOO_DISABLE_SHARING="1",
-        PROMPTFOO_DISABLE_REMOTE_GENERATION="1",
-        PROMPTFOO_CONFIG_DIR=str(home),
-        PROMPTFOO_LOG_DIR=str(home / "logs"),
-        PROMPTFOO_CACHE_PATH=str(home / "cache"),
-        PROMPTFOO_CACHE_ENABLED="false",
-        # its per-run debug file (every request, ~2 KB each) can crash it at exit ("write after
-        # end" in winston); off, promptfoo does less work, which only helps its side
-        PROMPTFOO_DISABLE_DEBUG_LOG="1",
-        HTTPS_PROXY=refused_base_url().removesuffix("/v1"),
-        NO_PROXY="127.0.0.1,localhost",
-    )
-    return env
-
-
 def run_promptfoo(dataset: Path, concurrency: int, home: Path, log: Path) -> Run:
     command = [str(PROMPTFOO), "eval", "--config", str(dataset), "--no-cache", "--no-table"]
     command += ["--no-progress-bar", "--max-concurrency", str(concurrency)]
-    done = timed(command, promptfoo_env(home), dataset.parent, log)
+    done = timed(command, offline_env(home), dataset.parent, log)
     if done.code not in (0, PROMPTFOO_FAILED):
         raise SystemExit(f"promptfoo eval exited {done.code}: see {log}")
     found = re.search(r"([\d,]+) passed, \S+ ([\d,]+) failed, ([\d,]+) errors", done.out)

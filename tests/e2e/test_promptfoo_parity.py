@@ -19,18 +19,17 @@ logs in a temporary folder.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tether.testing.upstream import FaultyUpstream, refused_base_url
+from tether.testing.promptfoo import offline_env
+from tether.testing.upstream import FaultyUpstream
 
 from .gateway_server import GatewayProcess, tether_cli
 
@@ -110,31 +109,6 @@ def grade(prompt: str) -> str | None:
     return None
 
 
-def promptfoo_env(home: Path, **extra: str) -> dict[str, str]:
-    """promptfoo kept offline and out of the user's home: no telemetry, update check, sharing
-    or remote generation; its config, database, logs and cache under ``home``. Even with
-    telemetry off it posts one "telemetry disabled" event: every HTTPS request goes to a proxy
-    on a loopback port where nothing listens, so that one fails at once (loopback is direct)."""
-    dropped = ("OPENAI_", "PROMPTFOO_", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY")
-    env = {k: v for k, v in os.environ.items() if not k.upper().startswith(dropped)}
-    env.update(
-        PROMPTFOO_DISABLE_TELEMETRY="1",
-        PROMPTFOO_DISABLE_UPDATE="1",
-        PROMPTFOO_DISABLE_SHARING="1",
-        PROMPTFOO_DISABLE_REMOTE_GENERATION="1",
-        PROMPTFOO_CONFIG_DIR=str(home),
-        PROMPTFOO_LOG_DIR=str(home / "logs"),
-        PROMPTFOO_CACHE_PATH=str(home / "cache"),
-        PROMPTFOO_CACHE_ENABLED="false",
-        PROMPTFOO_DISABLE_DEBUG_LOG="1",  # its per-run debug file can crash at exit (winston)
-        PROMPTFOO_PYTHON=sys.executable,
-        HTTPS_PROXY=refused_base_url().removesuffix("/v1"),
-        NO_PROXY="127.0.0.1,localhost",
-        **extra,
-    )
-    return env
-
-
 def require_promptfoo() -> Path:
     if not PROMPTFOO.exists() or shutil.which("node") is None:
         pytest.fail(f"promptfoo is not installed at {PROMPTFOO}: run: {INSTALL}")
@@ -177,7 +151,7 @@ def promptfoo_results(config: Path) -> dict[int, dict[str, Any]]:
                 "4",
             ],
             cwd=DATA,
-            env=promptfoo_env(home, TETHER_GATEWAY_URL=gateway.base_url),
+            env=offline_env(home, TETHER_GATEWAY_URL=gateway.base_url),
             capture_output=True,
             text=True,
             timeout=300,

@@ -16,8 +16,9 @@ from typing import Any
 
 from tether.evals.scorers.registry import assertion_of, build_scorer
 from tether.evals.types import Case, Output, ScoringContext
+from tether.testing.promptfoo import offline_env
 
-from .test_promptfoo_parity import ROOT, promptfoo_env, require_promptfoo
+from .test_promptfoo_parity import ROOT, require_promptfoo
 
 ANSWERS = [
     "Paris",
@@ -134,7 +135,7 @@ def promptfoo_verdicts(pairs: list[dict[str, Any]], tmp: Path) -> list[dict[str,
     (tmp / "pairs.json").write_text(json.dumps(pairs))
     done = subprocess.run(
         ["node", str(tmp / "run.mjs"), str(entry), str(tmp / "pairs.json"), str(tmp / "out.json")],
-        env=promptfoo_env(tmp / "home"),
+        env=offline_env(tmp / "home"),
         capture_output=True,
         text=True,
         timeout=300,
