@@ -13,15 +13,15 @@ from collections.abc import AsyncIterator
 import pytest
 import redis as sync_redis
 
+from tests.breakers import CONFIG, chain_on, feature
 from tests.redis_server import SpareRedis
 from tether import Tether
 from tether.config import parse_config
-from tether.config.models import FeatureConfig
 from tether.config.state import StateConfig
 from tether.errors import ConfigError, StateUnavailable, UpstreamError
 from tether.providers.base import CallContext
 from tether.providers.scripted import Fail, Reply, ScriptedProvider
-from tether.resilience.chain import Chain, UpstreamHealth, build_chain
+from tether.resilience.chain import UpstreamHealth
 from tether.state import Counter, MemoryState, SharedState, open_state
 from tether.state.redis import RedisState
 from tether.telemetry.metrics import PrometheusMetrics
@@ -29,35 +29,6 @@ from tether.telemetry.trace import Trace
 from tether.types import Message, ModelRequest
 
 TIMEOUT_S = 0.3
-CONFIG = """
-providers:
-  up: {kind: scripted}
-  spare: {kind: scripted}
-features:
-  f:
-    prompt: {template: hi}
-    model: up:m
-    fallbacks: [spare:m]
-    retry: {max_attempts: 1}
-    breaker: {window: 2, min_calls: 2, failure_rate: 0.5, cooldown_s: 30}
-    on_failure: {respond: sorry}
-"""
-
-
-def feature(config: str = CONFIG) -> FeatureConfig:
-    return parse_config(config, "t.yaml", {}).features["f"]
-
-
-def chain_on(
-    health: UpstreamHealth, up: ScriptedProvider, spare: ScriptedProvider, config: str = CONFIG
-) -> Chain:
-    providers = {"up": up, "spare": spare}
-
-    def resolve(ref: str):  # type: ignore[no-untyped-def]
-        name, model = ref.split(":")
-        return providers[name].model(model)
-
-    return build_chain(feature(config), resolve, health)
 
 
 def request() -> ModelRequest:

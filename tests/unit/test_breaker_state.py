@@ -5,43 +5,18 @@ from __future__ import annotations
 
 import pytest
 
-from tether.config import parse_config
+from tests.breakers import chain_on
 from tether.errors import RateLimited
-from tether.providers.base import CallContext, Model
+from tether.providers.base import CallContext
 from tether.providers.scripted import Fail, Reply, ScriptedProvider
-from tether.resilience.chain import Chain, UpstreamHealth, build_chain
+from tether.resilience.chain import Chain, UpstreamHealth
 from tether.state import MemoryState, SharedState
 from tether.telemetry.trace import Trace
 from tether.types import Message, ModelRequest
 
-CONFIG = """
-providers:
-  up: {kind: scripted}
-  spare: {kind: scripted}
-features:
-  f:
-    prompt: {template: hi}
-    model: up:m
-    fallbacks: [spare:m]
-    retry: {max_attempts: 1}
-    breaker: {window: 2, min_calls: 2, failure_rate: 0.5, cooldown_s: 30}
-    on_failure: {respond: sorry}
-  g:
-    prompt: {template: hi}
-    model: up:m
-    breaker: {window: 50, min_calls: 50, cooldown_s: 1}
-    on_failure: {respond: sorry}
-"""
-
 
 def chain(health: UpstreamHealth, up: ScriptedProvider, name: str = "f") -> Chain:
-    providers = {"up": up, "spare": ScriptedProvider([Reply("from spare")], name="spare")}
-
-    def resolve(ref: str) -> Model:
-        provider, model = ref.split(":")
-        return providers[provider].model(model)
-
-    return build_chain(parse_config(CONFIG, "t.yaml", {}).features[name], resolve, health)
+    return chain_on(health, up, ScriptedProvider([Reply("from spare")], name="spare"), name=name)
 
 
 async def ask(model: Chain) -> str:
