@@ -20,10 +20,12 @@ generator, the mock upstream, Redis and PostgreSQL share the machine's cores wit
 the output says how many there are, and ratios are what to read, not absolute numbers.
 
 It also counts the Redis work one call costs (``INFO commandstats`` around sequential calls):
-the scripts (each a round trip on the request path: what the added latency is made of) and the
-commands they run; what one such round trip costs on this machine, back to back and after a
-call's idle wait on its upstream (the CPU wakeup included: added latency is about scripts x
-that); and, per replica count, where the machine's cores went (``/proc``).
+the scripts and the commands they run (a replica sends what one loop turn asks for as one
+pipeline: a call waits for one batch, its rate-limit take, budget reservation and breaker read;
+its settle, tpm correction and breaker bookkeeping are written behind, see docs/budgets.md);
+what one round trip costs on this machine, back to back and after a call's idle wait on its
+upstream (the CPU wakeup included: the added latency is about one such round trip); and, per
+replica count, where the machine's cores went (``/proc``).
 
 Needs ``wrk`` (``apt-get install wrk``), ``redis-server`` (the bench starts one of its own on a
 free port, so other users of the machine's Redis neither disturb nor see the run; or pass
@@ -345,7 +347,7 @@ def wait_for_redis(url: str) -> None:
 
 
 def commands_per_call(url: str, tether: Tether, key: str, calls: int = 100) -> str:
-    """The Redis commands one call costs (each a round trip), from ``INFO commandstats``
+    """The Redis commands one call costs, from ``INFO commandstats``
     around ``calls`` sequential calls."""
     client = redis.Redis.from_url(url)
     body = {"model": "bench", "user": USER, "messages": [{"role": "user", "content": "Say hi"}]}
@@ -366,15 +368,16 @@ def commands_per_call(url: str, tether: Tether, key: str, calls: int = 100) -> s
     listed = ", ".join(f"{name} {n:.1f}" for name, n in used.items())
     scripts = used.get("evalsha", 0.0) + used.get("eval", 0.0)
     return (
-        f"Redis per call: {scripts:.1f} Lua scripts (EVALSHA), {sum(used.values()):.1f} "
-        f"commands executed in all, inside the scripts included ({listed})"
+        f"Redis per call: {scripts:.1f} Lua scripts (EVALSHA; the call waits for one batch "
+        f"of them, the rest is written behind), {sum(used.values()):.1f} commands executed in "
+        f"all, inside the scripts included ({listed})"
     )
 
 
 def round_trip(url: str, gap_s: float, calls: int = 200) -> str:
     """What one Redis script round trip costs this machine, from an asyncio client like the
     replicas': back to back, and after ``gap_s`` idle (a call waiting on its upstream), where
-    the CPU wakeup is part of it. Each script a call runs on its path costs about that."""
+    the CPU wakeup is part of it. The batch a call waits for costs about that."""
 
     async def measure() -> tuple[float, float]:
         client = aioredis.Redis.from_url(url)
@@ -400,7 +403,7 @@ def round_trip(url: str, gap_s: float, calls: int = 200) -> str:
     busy, idle = asyncio.run(measure())
     return (
         f"one Lua script round trip from asyncio (p50): {busy:.0f} us back to back, {idle:.0f} "
-        f"us after {gap_s * 1000:.0f} ms idle (what each script on a call's path costs here)"
+        f"us after {gap_s * 1000:.0f} ms idle (about what the batch a call waits for costs here)"
     )
 
 

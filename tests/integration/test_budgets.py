@@ -18,7 +18,7 @@ from tether.budgets.stage import CHARS_PER_TOKEN, BudgetStage
 from tether.budgets.status import status
 from tether.budgets.tokens import estimate_request
 from tether.config.models import TetherConfig
-from tether.errors import BudgetExceeded
+from tether.errors import BudgetExceeded, RateLimitExceeded
 from tether.pipeline.result import Result
 from tether.pipeline.services import Services
 from tether.providers.scripted import ScriptedProvider
@@ -134,6 +134,14 @@ async def test_200_concurrent_calls_hold_one_user_budget_then_the_period_rolls()
         assert exceeded["scope"] == "user" and exceeded["mode"] == "hard"
         assert exceeded["resets_at"] == 1_800_000_000.0 // 60 * 60 + 60
 
+        # what the burst left (reservations it saw may have settled lower): one call at a
+        # time until the budget refuses, then it keeps refusing
+        for _ in range(int(limit / CALL_COST) + 1):
+            if (await run(tether, user="u1")).degraded:
+                break
+        else:
+            pytest.fail("the user budget never ran out")
+        assert (await spent(services, clock, user="u1"))["user.cost_usd"][0] <= limit
         assert (await run(tether, user="u1")).degraded
         assert not (await run(tether, user="u2")).degraded  # every user has a budget of their own
         clock.now += 60  # the next minute: a new period
@@ -385,3 +393,26 @@ async def test_state_unreachable_takes_the_policy(policy: str) -> None:
         assert not result.degraded and result.output == ANSWER
         assert {"what": "budget", "policy": "fail_open"} in events(trace, "state_unavailable")
         assert events(trace, "budget_settled")  # settled: the spend is recorded when it can be
+
+
+async def test_a_call_refused_by_a_rate_limit_leaves_no_budget_reserved() -> None:
+    """The rate limit's take runs alongside the budget's reservation (a deferred verdict):
+    a call the rate limit refuses is refused for that reason, before the model, even when the
+    budget refuses it too, and what the budget reserved for it is released."""
+    cost = {"cost_usd": 1.0, "per": "day"}
+    cfg = config({"user": cost}, rate_limits={"user": {"rpm": 1}})
+    tether, services = build(cfg)
+    await run(tether, user="u1")
+    after_one = await spent(services, user="u1")
+    with pytest.raises(RateLimitExceeded):
+        await run(tether, user="u1")
+    assert await spent(services, user="u1") == after_one  # nothing left reserved
+    assert after_one["user.cost_usd"][1] == 0.0
+
+    # a budget too small for any call, behind a spent rate limit: the rate limit speaks
+    tiny = config({"user": {"cost_usd": 1e-9, "per": "day"}}, rate_limits={"user": {"rpm": 1}})
+    tether, services = build(tiny)
+    first = await run(tether, user="u2")
+    assert first.degraded  # the budget's failure path: the rate limit let it through
+    with pytest.raises(RateLimitExceeded):
+        await run(tether, user="u2")

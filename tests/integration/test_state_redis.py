@@ -17,12 +17,13 @@ from tests.breakers import CONFIG, chain_on, feature
 from tests.redis_server import SpareRedis
 from tether import Tether
 from tether.config import parse_config
+from tether.config.features import BreakerConfig
 from tether.config.state import StateConfig
 from tether.errors import ConfigError, StateUnavailable, UpstreamError
 from tether.providers.base import CallContext
 from tether.providers.scripted import Fail, Reply, ScriptedProvider
 from tether.resilience.chain import UpstreamHealth
-from tether.state import Counter, MemoryState, SharedState, open_state
+from tether.state import Bucket, Counter, MemoryState, SharedState, open_state
 from tether.state.redis import RedisState
 from tether.telemetry.metrics import PrometheusMetrics
 from tether.telemetry.trace import Trace
@@ -114,14 +115,18 @@ async def test_a_successful_call_costs_one_round_trip(
         ScriptedProvider(name="up"),
         ScriptedProvider(name="spare"),
     )
-    await chain.complete(request(), CallContext(Trace("f")))  # loads the scripts
+    for _ in range(2):  # loads the scripts (the admit's, then the note's)
+        await chain.complete(request(), CallContext(Trace("f")))
+    await state.written()
     admin = sync_redis.Redis.from_url(spare_redis.url)
     admin.config_resetstat()
     for _ in range(5):
         await chain.complete(request(), CallContext(Trace("f")))
+    await state.written()
     stats = admin.info("commandstats")
     admin.close()
-    # 5 admits, each telling the successes before it; nothing for the retry budget
+    # one script per call, telling the successes before it (an admit; or, the breaker read
+    # closed by a batch just before, a note written behind); nothing for the retry budget
     assert stats["cmdstat_evalsha"]["calls"] == 5
     assert "cmdstat_eval" not in stats and "cmdstat_script|load" not in stats
 
@@ -300,3 +305,86 @@ async def test_the_message_never_shows_the_password() -> None:
         await state.ping()
     await state.aclose()
     assert "s3cret" not in str(info.value) and "redis://app:***@127.0.0.1:1/0" in str(info.value)
+
+
+async def test_a_settle_written_behind_is_applied_and_read_back_in_order(
+    spare_redis: SpareRedis, spare_state: RedisState
+) -> None:
+    """``wait=False`` queues the update for the next batch without waiting for its answer;
+    the same process's next read sees it (it went out first), and a server that forgot the
+    scripts still applies it (loaded again)."""
+    state = spare_state
+    counter = Counter("budget:behind", 10.0)
+    assert (await state.reserve([counter], [4.0])).ok
+    admin = sync_redis.Redis.from_url(spare_redis.url)
+    try:
+        admin.script_flush()  # the settle's EVALSHA is answered NOSCRIPT: sent again as EVAL
+        assert await state.settle([counter], [4.0], [1.5], wait=False) == ()
+        assert state._behind, "the settle's answer is read by a task of its own"
+        level = (await state.levels([counter.key]))[0]  # queued after it: applied after it
+        assert (level.spent, level.reserved) == (1.5, 0.0)
+        await state.written()
+        assert not state._behind and state.unconfirmed == 0
+
+        await state.adjust([Bucket("rl:b", 10.0, 0.0)], [3.0], wait=False)
+        await state.written()
+        spent = admin.hget("t:budget:behind", "s")
+        assert float(spent) == 1.5  # type: ignore[arg-type]
+        assert float(admin.hget("t:rl:b", "t")) == 7.0  # type: ignore[arg-type]
+    finally:
+        admin.close()
+
+
+async def test_a_write_behind_that_is_not_answered_is_logged_and_counted(
+    spare_redis: SpareRedis, spare_state: RedisState, caplog: pytest.LogCaptureFixture
+) -> None:
+    state = spare_state
+    counter = Counter("budget:lost", 10.0)
+    assert (await state.reserve([counter], [1.0])).ok
+    with caplog.at_level(logging.WARNING, logger="tether.state"):
+        spare_redis.freeze()  # the batch goes out; no answer comes
+        try:
+            await state.settle([counter], [1.0], [1.0], wait=False)
+            await state.written()
+        finally:
+            spare_redis.thaw()
+        assert state.unconfirmed == 1
+        spare_redis.stop()
+        await state.adjust([Bucket("rl:lost", 10.0, 0.0)], [1.0], wait=False)  # never raises
+        await state.written()
+    assert state.unconfirmed == 2
+    assert "settle written behind was not confirmed" in caplog.text
+    assert "adjust written behind was not confirmed" in caplog.text
+
+
+async def test_a_breaker_read_closed_by_a_batch_admits_at_once_and_one_read_open_does_not(
+    spare_redis: SpareRedis,
+) -> None:
+    """A replica's batches (a call's budget and rate-limit scripts) read the breakers of the
+    upstreams it calls; its admission right after, of a breaker read closed, needs no round
+    trip (here: not even a server that hangs holds it up). Once another replica opened the
+    breaker, the next batch reads that, and the admission is the server's: refused."""
+    a, b = (RedisState(spare_redis.url, prefix="t:", timeout_s=TIMEOUT_S) for _ in range(2))
+    policy = BreakerConfig(window=2, min_calls=2, failure_rate=0.5, cooldown_s=300)
+    counter = Counter("budget:peek", 100.0)
+    try:
+        assert (await b.breaker_admit("up:m", policy)).admitted  # b calls it from now on
+        assert (await b.reserve([counter], [1.0])).ok  # a call's batch: the breaker read
+        spare_redis.freeze()
+        try:
+            started = time.monotonic()
+            assert (await b.breaker_admit("up:m", policy)).admitted
+            assert time.monotonic() - started < TIMEOUT_S / 2
+        finally:
+            spare_redis.thaw()
+        await b.written()
+        for _ in range(2):  # a's failures open the breaker
+            admitted = await a.breaker_admit("up:m", policy)
+            await a.breaker_record("up:m", policy, "failure", admitted.probe)
+        assert (await b.reserve([counter], [1.0])).ok  # b's next batch reads it open
+        refused = await b.breaker_admit("up:m", policy)
+        assert not refused.admitted and refused.retry_in_s > 200
+        assert b.unconfirmed == 0
+    finally:
+        for state in (a, b):
+            await state.aclose()

@@ -412,11 +412,15 @@ class BudgetStage(Stage):
         counters = [h.counter for h in booked.held]
         reserved = booked.amounts if booked.reserved else [0.0] * len(counters)
         spent = [cost if h.dimension == "cost_usd" else float(tokens) for h in booked.held]
-        # the call is over: its answer stands whatever the policy; a settle that cannot be
-        # written leaves the reservation to expire with the period (the trace and log say so)
+        deltas = [s - r for s, r in zip(spent, reserved, strict=True)]
+        # Only a call that spent more than it reserved can take a level across an alert
+        # threshold: such a settle waits for the levels; any other is written behind (the
+        # answer need not wait for its round trip). The call is over: its answer stands
+        # whatever the policy; a settle that cannot be written leaves the reservation to
+        # expire with the period (the trace and log say so).
+        wait = any(delta > 0 for delta in deltas)
         levels = await self.services.state.best_effort(
-            trace, "budget_settle", lambda s: s.settle(counters, reserved, spent)
+            trace, "budget_settle", lambda s: s.settle(counters, reserved, spent, wait=wait)
         )
-        if levels is not None:
-            deltas = [s - r for s, r in zip(spent, reserved, strict=True)]
+        if wait and levels is not None:
             self._check_levels(call, booked.held, deltas, levels)

@@ -16,6 +16,11 @@ A call whose identity for a scope is missing (no user on the call) is not limite
 scope; trace event ``rate_limit_scope_skipped`` {scope} says so. Over a limit: trace event
 ``rate_limited`` {scope, retry_after_s} and :class:`~tether.errors.RateLimitExceeded`, which
 goes to the caller (the gateway's 429 with ``Retry-After``; the SDK raises it).
+
+The take is deferred (:meth:`~tether.pipeline.call.Call.defer`): its round trip runs alongside
+the budget's reservation, and the pipeline has its verdict before the model is asked. So a call
+refused here may hold its budget reservation for that round trip (released at once, through
+the budget stage's ``failed``), and the tpm correction afterwards is written behind.
 """
 
 from __future__ import annotations
@@ -75,9 +80,13 @@ class RateLimitStage(Stage):
     async def before(self, call: Call) -> Answer | None:
         estimate = await self._estimate(call) if self._tpm else 0.0
         limited = self._buckets(call, estimate)
-        if not limited.buckets:
-            return None
+        if limited.buckets:
+            # its round trip runs alongside the budget's reservation (the stage after this
+            # one): the pipeline has the verdict before the model is asked
+            call.defer(self._take(call, limited))
+        return None
 
+    async def _take(self, call: Call, limited: _Limited) -> None:
         async def take(state: State) -> tuple[float, int | None]:
             return await state.take(limited.buckets, limited.amounts)
 
@@ -87,7 +96,7 @@ class RateLimitStage(Stage):
         if refused is None:
             if wait == 0:  # taken: corrected once the call ended
                 call.state[self] = limited
-            return None
+            return
         scope, dimension = limited.labels[refused]
         limit = limited.buckets[refused].capacity
         retry_after = max(round(wait, 3), 0.001)
@@ -162,7 +171,7 @@ class RateLimitStage(Stage):
             return
 
         async def adjust(state: State) -> None:
-            await state.adjust(buckets, deltas)
+            await state.adjust(buckets, deltas, wait=False)  # nothing waits for its answer
 
         # the call is over: a correction that cannot be written never fails it, whatever the
         # policy (the estimate stays taken; the trace and the log say so)

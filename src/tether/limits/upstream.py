@@ -138,7 +138,7 @@ class Paced:
         bucket = (taken.buckets[taken.tpm],)
 
         async def adjust(state: State) -> None:
-            await state.adjust(bucket, (delta,))
+            await state.adjust(bucket, (delta,), wait=False)  # nothing waits for its answer
 
         # the attempt has its answer: a correction that cannot be written never fails it
         await self.services.state.best_effort(ctx.trace, "upstream_rate_limit", adjust)

@@ -3,8 +3,9 @@ through the stages (:class:`Answer`)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -61,6 +62,7 @@ class Call:
     feature's call inherits it). ``state`` keeps what a stage needs between its hooks, under a
     key of its own (e.g. the stage itself). ``entered`` counts the stages whose ``before`` went
     on: each of them owes an ``after`` or a ``failed`` (the pipeline keeps the count).
+    ``deferred``: checks a stage started with :meth:`defer`.
     """
 
     feature: CompiledFeature
@@ -74,6 +76,24 @@ class Call:
     entered: int = 0
     caller: Caller = field(default_factory=Caller)
     kind: Literal["chat", "embedding"] = "chat"  # an embedding call's answer has vectors
+    deferred: list[asyncio.Future[None]] = field(default_factory=list)
+
+    def defer(self, check: Coroutine[Any, Any, None]) -> None:
+        """Start a check whose verdict need not hold up the stages after this one (a round
+        trip to the shared state): it runs alongside them, and the pipeline has every verdict
+        before the model is asked or a stage's answer is used (:meth:`verdicts`). An error it
+        raises ends the call as if the stage had raised it."""
+        self.deferred.append(asyncio.ensure_future(check))
+
+    async def verdicts(self) -> None:
+        """Wait for every deferred check; raise the error of the first one (in the order they
+        were deferred) that failed."""
+        if not self.deferred:
+            return
+        pending, self.deferred = self.deferred, []
+        for outcome in await asyncio.gather(*pending, return_exceptions=True):
+            if isinstance(outcome, BaseException):
+                raise outcome
 
     @classmethod
     def begin(

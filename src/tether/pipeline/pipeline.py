@@ -4,7 +4,9 @@
             prompt); the VariantPicker decides the call's variant (trace.variant)
     before  the feature's stages in slot order (:mod:`tether.pipeline.stages`):
                 rollout -> input guards -> budget reserve -> review -> output guards -> cache
-                lookup (a stage may answer: the model is not called)
+                lookup (a stage may answer: the model is not called); a check a stage
+                deferred (Call.defer: the rate limit's round trip, alongside the budget's)
+                has its verdict before the model is asked or a stage's answer is used
     model   the feature's Chain: per model WithRetry(WithBreaker(Recorded(WithTimeout(
             wrappers(model))))), fallback across them (:mod:`tether.resilience.chain`)
     after   the same stages in reverse: cache store -> output guards -> review -> budget settle
@@ -151,13 +153,24 @@ class Pipeline:
 
     async def _before(self, call: Call) -> Answer | None:
         """Each stage's ``before`` in order; the first answer ends the walk (that stage and
-        the ones after it are not entered)."""
-        for stage in call.feature.stages:
-            answer = await stage.before(call)
-            if answer is not None:
-                return answer
-            call.entered += 1
-        return None
+        the ones after it are not entered). Then the verdicts of the checks stages deferred
+        (:meth:`Call.defer`): a refusal there comes first, even before a later stage's."""
+        answer = None
+        try:
+            for stage in call.feature.stages:
+                answer = await stage.before(call)
+                if answer is not None:
+                    break
+                call.entered += 1
+        except TetherError:
+            await call.verdicts()
+            raise
+        except BaseException:
+            for check in call.deferred:
+                check.cancel()
+            raise
+        await call.verdicts()
+        return answer
 
     async def _through(self, call: Call, answer: Answer | None) -> Answer:
         """The model's answer, unless a stage gave one, back out through the stages."""

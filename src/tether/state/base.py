@@ -93,10 +93,17 @@ class State(Protocol):
         ...
 
     async def settle(
-        self, counters: Sequence[Counter], reserved: Sequence[float], spent: Sequence[float]
+        self,
+        counters: Sequence[Counter],
+        reserved: Sequence[float],
+        spent: Sequence[float],
+        *,
+        wait: bool = True,
     ) -> tuple[Level, ...]:
         """Take ``reserved[i]`` off the reserved amount and add ``spent[i]`` to the spent one
-        (a release spends 0); returns the levels after."""
+        (a release spends 0); returns the levels after. ``wait=False`` writes behind: the
+        update is not waited for (the levels returned may be ``()``) and a remote backend that
+        fails to apply it logs that instead of raising."""
         ...
 
     async def levels(self, keys: Sequence[str]) -> tuple[Level, ...]:
@@ -113,8 +120,11 @@ class State(Protocol):
         than its bucket can ever hold."""
         ...
 
-    async def adjust(self, buckets: Sequence[Bucket], amounts: Sequence[float]) -> None:
-        """Take (positive) or give back (negative) without a check: an estimate corrected."""
+    async def adjust(
+        self, buckets: Sequence[Bucket], amounts: Sequence[float], *, wait: bool = True
+    ) -> None:
+        """Take (positive) or give back (negative) without a check: an estimate corrected
+        (``wait=False``: written behind, as :meth:`settle`)."""
         ...
 
     # -- cache and markers

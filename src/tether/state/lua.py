@@ -207,6 +207,21 @@ return {1, probe, '0'}
 """
 )
 
+# An attempt a replica let through on its own, having just read the breaker closed (see
+# RedisState.breaker_admit): the successes told and the attempt counted, as BREAKER_ADMIT does
+# for a closed breaker, but nothing decided. -> 1
+BREAKER_NOTE = (
+    _BREAKER
+    + """
+local v = redis.call('HMGET', h, 'st', 'w', 'po')
+if (v[1] or 'closed') == 'closed' then count(v[2] or '', oks, tonumber(v[3]) or 0) end
+local a = KEYS[3] .. math.floor(now)
+redis.call('INCR', a)
+redis.call('EXPIRE', a, 61)
+return 1
+"""
+)
+
 # ARGV[7]: outcome (ok/failure/neutral), ARGV[8]: probe 1/0. -> 1
 BREAKER_RECORD = (
     _BREAKER

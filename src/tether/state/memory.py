@@ -89,7 +89,12 @@ class MemoryState:
         return Reservation(True, tuple(after))
 
     async def settle(
-        self, counters: Sequence[Counter], reserved: Sequence[float], spent: Sequence[float]
+        self,
+        counters: Sequence[Counter],
+        reserved: Sequence[float],
+        spent: Sequence[float],
+        *,
+        wait: bool = True,
     ) -> tuple[Level, ...]:
         now = self.clock()
         after = []
@@ -133,7 +138,9 @@ class MemoryState:
         self._now_and_then()
         return 0.0, None
 
-    async def adjust(self, buckets: Sequence[Bucket], amounts: Sequence[float]) -> None:
+    async def adjust(
+        self, buckets: Sequence[Bucket], amounts: Sequence[float], *, wait: bool = True
+    ) -> None:
         now = self.clock()
         for bucket, amount in zip(buckets, amounts, strict=True):
             have = self._filled(bucket, now)
