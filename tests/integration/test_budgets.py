@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -395,24 +396,46 @@ async def test_state_unreachable_takes_the_policy(policy: str) -> None:
         assert events(trace, "budget_settled")  # settled: the spend is recorded when it can be
 
 
-async def test_a_call_refused_by_a_rate_limit_leaves_no_budget_reserved() -> None:
-    """The rate limit's take runs alongside the budget's reservation (a deferred verdict):
-    a call the rate limit refuses is refused for that reason, before the model, even when the
-    budget refuses it too, and what the budget reserved for it is released."""
+@pytest.fixture(params=["memory", "redis"])
+async def backend(request: pytest.FixtureRequest) -> AsyncIterator[State]:
+    """In-process state (the take awaited at once) and Redis (the take deferred)."""
+    if request.param == "memory":
+        yield MemoryState()
+        return
+    from tether.state.redis import RedisState
+
+    url, prefix = request.getfixturevalue("redis_url"), request.getfixturevalue("state_prefix")
+    redis_state = RedisState(url, prefix=prefix)
+    try:
+        yield redis_state
+    finally:
+        await redis_state.aclose()
+
+
+async def test_a_call_refused_by_a_rate_limit_leaves_no_budget_reserved(backend: State) -> None:
+    """A call the rate limit refuses is refused for that reason, before the model, even when
+    the budget refuses it too (on Redis the take is deferred: it runs alongside the budget's
+    reservation), and what the budget reserved for it is released."""
     cost = {"cost_usd": 1.0, "per": "day"}
     cfg = config({"user": cost}, rate_limits={"user": {"rpm": 1}})
-    tether, services = build(cfg)
-    await run(tether, user="u1")
-    after_one = await spent(services, user="u1")
-    with pytest.raises(RateLimitExceeded):
+    tether, services = build(cfg, backend=backend)
+    try:
         await run(tether, user="u1")
-    assert await spent(services, user="u1") == after_one  # nothing left reserved
-    assert after_one["user.cost_usd"][1] == 0.0
+        after_one = await spent(services, user="u1")
+        with pytest.raises(RateLimitExceeded):
+            await run(tether, user="u1")
+        assert await spent(services, user="u1") == after_one  # nothing left reserved
+        assert after_one["user.cost_usd"][1] == 0.0
+    finally:
+        await tether.aclose()
 
     # a budget too small for any call, behind a spent rate limit: the rate limit speaks
     tiny = config({"user": {"cost_usd": 1e-9, "per": "day"}}, rate_limits={"user": {"rpm": 1}})
-    tether, services = build(tiny)
-    first = await run(tether, user="u2")
-    assert first.degraded  # the budget's failure path: the rate limit let it through
-    with pytest.raises(RateLimitExceeded):
-        await run(tether, user="u2")
+    tether, services = build(tiny, backend=backend)
+    try:
+        first = await run(tether, user="u2")
+        assert first.degraded  # the budget's failure path: the rate limit let it through
+        with pytest.raises(RateLimitExceeded):
+            await run(tether, user="u2")
+    finally:
+        await tether.aclose()

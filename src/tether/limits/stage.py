@@ -17,8 +17,10 @@ scope; trace event ``rate_limit_scope_skipped`` {scope} says so. Over a limit: t
 ``rate_limited`` {scope, retry_after_s} and :class:`~tether.errors.RateLimitExceeded`, which
 goes to the caller (the gateway's 429 with ``Retry-After``; the SDK raises it).
 
-The take is deferred (:meth:`~tether.pipeline.call.Call.defer`): its round trip runs alongside
-the budget's reservation, and the pipeline has its verdict before the model is asked. So a call
+On a remote backend (Redis) the take is deferred (:meth:`~tether.pipeline.call.Call.defer`):
+its round trip runs alongside the budget's reservation, and the pipeline has its verdict before
+the model is asked. In-process state is awaited at once: there is no round trip to overlap, and
+a task per call cost a third of a replica's throughput under load (bench/replicas.py). So a call
 refused here may hold its budget reservation for that round trip (released at once, through
 the budget stage's ``failed``), and the tpm correction afterwards is written behind.
 """
@@ -80,10 +82,14 @@ class RateLimitStage(Stage):
     async def before(self, call: Call) -> Answer | None:
         estimate = await self._estimate(call) if self._tpm else 0.0
         limited = self._buckets(call, estimate)
-        if limited.buckets:
+        if not limited.buckets:
+            return None
+        if self.services.state.backend.remote:
             # its round trip runs alongside the budget's reservation (the stage after this
             # one): the pipeline has the verdict before the model is asked
             call.defer(self._take(call, limited))
+        else:  # nothing to overlap: a task would only cost (in-process state)
+            await self._take(call, limited)
         return None
 
     async def _take(self, call: Call, limited: _Limited) -> None:

@@ -86,6 +86,9 @@ class State(Protocol):
     stored as ``tether:budget:support:...``. Put identities in keys with :func:`key_part`."""
 
     name: str  # "memory" or "redis"
+    # whether an operation is a round trip out of the process (worth overlapping with other
+    # work: Call.defer); in-process operations are cheaper awaited at once
+    remote: bool
 
     # -- budgets
     async def reserve(self, counters: Sequence[Counter], amounts: Sequence[float]) -> Reservation:

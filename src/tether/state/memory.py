@@ -51,6 +51,7 @@ class MemoryState:
     retry budgets; tests pass their own."""
 
     name = "memory"
+    remote = False
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self.clock = clock

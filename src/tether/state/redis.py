@@ -126,6 +126,7 @@ class RedisState:
     within ``timeout_s``)."""
 
     name = "redis"
+    remote = True
 
     def __init__(
         self,
