@@ -1,7 +1,7 @@
 """Replicas on shared state: how RPS grows from 1 to 2 to 3 ``tether serve`` replicas that share
 one Redis (state) and one PostgreSQL (store), and what budgets + rate limits on Redis add to a
 call against the same checks on the in-process backend. One run, side by side, on the mock
-upstream (``FaultyUpstream`` with a fixed latency).
+upstream (``FaultyUpstream`` with a fixed latency, or one spread by ``--latency-jitter``).
 
 Every tether under test has the same feature: a user budget and a feature budget (reserved
 before each call and settled after it), rate limits per key and per user (set high enough that
@@ -31,7 +31,15 @@ Needs ``wrk`` (``apt-get install wrk``), ``redis-server`` (the bench starts one 
 free port, so other users of the machine's Redis neither disturb nor see the run; or pass
 ``--redis-url``) and PostgreSQL (``--postgres-url``; a fresh schema, dropped at the end).
 
+With a fixed upstream latency, the calls one Redis batch answered together go on in step
+(a convoy): they reach the upstream together, come back together 20 ms later and queue for the
+replica's one core together, so a replica on Redis idles part of the time while its calls wait
+(the bench's cores line shows it; in-process state has no batch and no convoy). A real upstream
+is not that regular: ``--latency-jitter 0.5`` spreads each answer's latency uniformly over
++-50% and the convoys dissolve.
+
     python bench/replicas.py [--seconds 5] [--rounds 3] [--concurrency 48] [--latency-ms 20]
+                             [--latency-jitter 0]
                              [--redis-url URL] [--postgres-url URL]
 """
 
@@ -426,6 +434,12 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=48, help="connections in total")
     parser.add_argument("--latency-ms", type=float, default=20.0, help="mock upstream latency")
     parser.add_argument(
+        "--latency-jitter",
+        type=float,
+        default=0.0,
+        help="spread the latency uniformly over +- this fraction (default 0: fixed)",
+    )
+    parser.add_argument(
         "--redis-url",
         default=os.environ.get("TETHER_BENCH_REDIS_URL"),
         help="a Redis to use (default: a redis-server of the bench's own on a free port)",
@@ -435,12 +449,16 @@ def main() -> None:
         default=os.environ.get("TETHER_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1/test"),
     )
     args = parser.parse_args()
+    if not 0.0 <= args.latency_jitter < 1.0:
+        parser.error("--latency-jitter is a fraction in [0, 1)")
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install wrk")
     args.prefix = f"tether-bench-{secrets.token_hex(4)}:"
     with (
         tempfile.TemporaryDirectory() as tmp,
-        FaultyUpstream(text="hi", latency_ms=args.latency_ms) as upstream,
+        FaultyUpstream(
+            text="hi", latency_ms=args.latency_ms, latency_jitter=args.latency_jitter
+        ) as upstream,
         fresh_store(args.postgres_url) as store_url,
         redis_server(args.redis_url) as (args.redis_url, args.redis_pid),
     ):
@@ -466,7 +484,8 @@ def run(workdir: Path, args: argparse.Namespace) -> None:
         replicas += [start(configs["redis"]) for _ in range(2)]
         others = {name: start(configs[name]) for name in ("memory", "none")}
         print(
-            f"mock upstream latency {args.latency_ms:.0f} ms; {args.rounds} rounds of "
+            f"mock upstream latency {args.latency_ms:.0f} ms +-{args.latency_jitter:.0%}; "
+            f"{args.rounds} rounds of "
             f"{args.seconds:.0f} s per target; state on Redis, store on PostgreSQL; "
             f"{os.cpu_count()} cores shared by the load generator (wrk), the replicas, the mock "
             "upstream, Redis and PostgreSQL: read the ratios, not the absolute numbers"

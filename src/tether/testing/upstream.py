@@ -24,6 +24,7 @@ import contextlib
 import enum
 import itertools
 import json
+import random
 import select
 import socket
 import struct
@@ -210,8 +211,9 @@ class FaultyUpstream:
     Settings (change them at any time): ``text`` (the answer), ``chunks`` (stream pieces; 0 =
     one per word), ``tool_calls`` (``[(name, arguments_dict)]`` to answer with), ``usage``
     (``(input_tokens, output_tokens)``; default: words counted), ``retry_after`` (seconds or an
-    HTTP date, for 429), ``first_token_delay_s``, ``chunk_delay_s`` and ``latency_ms`` (a fixed
-    delay before every answer, for benchmarks). OpenAI answers also carry ``response_model``
+    HTTP date, for 429), ``first_token_delay_s``, ``chunk_delay_s`` and ``latency_ms`` (a delay
+    before every answer, for benchmarks; fixed, or spread uniformly over ``latency_ms * (1 +-
+    latency_jitter)`` by a seeded generator). OpenAI answers also carry ``response_model``
     (the model the answer names; default: the request's), ``refusal``, ``system_fingerprint``,
     ``cached_tokens`` and ``reasoning_tokens`` (parts of the usage's input and output tokens),
     and a logprob per piece when the request asks ``logprobs: true``. ``respond`` (a function
@@ -234,6 +236,7 @@ class FaultyUpstream:
         first_token_delay_s: float = 1.0,
         chunk_delay_s: float = 0.0,
         latency_ms: float = 0.0,
+        latency_jitter: float = 0.0,
         history: int = 256,
         response_model: str | None = None,
         refusal: str | None = None,
@@ -252,6 +255,8 @@ class FaultyUpstream:
         self.first_token_delay_s = first_token_delay_s
         self.chunk_delay_s = chunk_delay_s
         self.latency_ms = latency_ms
+        self.latency_jitter = latency_jitter
+        self._latency_rng = random.Random(0)
         self.response_model = response_model
         self.refusal = refusal
         self.system_fingerprint = system_fingerprint
@@ -456,7 +461,8 @@ class FaultyUpstream:
             return False
         fault = self._take(request)
         if self.latency_ms:
-            await asyncio.sleep(self.latency_ms / 1000.0)
+            spread = self._latency_rng.uniform(-self.latency_jitter, self.latency_jitter)
+            await asyncio.sleep(self.latency_ms * (1.0 + spread) / 1000.0)
         keep_alive = request.headers.get("connection", "").lower() != "close"
         path = request.path.split("?")[0].rstrip("/")
         dialect: Wire | None = None
