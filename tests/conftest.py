@@ -9,8 +9,9 @@ import pytest
 
 from tests.postgres import pg_url, postgres, store_url
 from tests.redis_server import redis_url, spare_redis, state_prefix
+from tests.state_backends import backend
 
-__all__ = ["pg_url", "postgres", "redis_url", "spare_redis", "state_prefix", "store_url"]
+__all__ = ["backend", "pg_url", "postgres", "redis_url", "spare_redis", "state_prefix", "store_url"]
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

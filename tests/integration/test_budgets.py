@@ -9,11 +9,11 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
+from tests.state_backends import Backend
 from tether import Tether
 from tether.budgets.stage import CHARS_PER_TOKEN, BudgetStage
 from tether.budgets.status import status
@@ -396,29 +396,13 @@ async def test_state_unreachable_takes_the_policy(policy: str) -> None:
         assert events(trace, "budget_settled")  # settled: the spend is recorded when it can be
 
 
-@pytest.fixture(params=["memory", "redis"])
-async def backend(request: pytest.FixtureRequest) -> AsyncIterator[State]:
-    """In-process state (the take awaited at once) and Redis (the take deferred)."""
-    if request.param == "memory":
-        yield MemoryState()
-        return
-    from tether.state.redis import RedisState
-
-    url, prefix = request.getfixturevalue("redis_url"), request.getfixturevalue("state_prefix")
-    redis_state = RedisState(url, prefix=prefix)
-    try:
-        yield redis_state
-    finally:
-        await redis_state.aclose()
-
-
-async def test_a_call_refused_by_a_rate_limit_leaves_no_budget_reserved(backend: State) -> None:
+async def test_a_call_refused_by_a_rate_limit_leaves_no_budget_reserved(backend: Backend) -> None:
     """A call the rate limit refuses is refused for that reason, before the model, even when
     the budget refuses it too (on Redis the take is deferred: it runs alongside the budget's
     reservation), and what the budget reserved for it is released."""
     cost = {"cost_usd": 1.0, "per": "day"}
     cfg = config({"user": cost}, rate_limits={"user": {"rpm": 1}})
-    tether, services = build(cfg, backend=backend)
+    tether, services = build(cfg, backend=backend.state)
     try:
         await run(tether, user="u1")
         after_one = await spent(services, user="u1")
@@ -431,7 +415,7 @@ async def test_a_call_refused_by_a_rate_limit_leaves_no_budget_reserved(backend:
 
     # a budget too small for any call, behind a spent rate limit: the rate limit speaks
     tiny = config({"user": {"cost_usd": 1e-9, "per": "day"}}, rate_limits={"user": {"rpm": 1}})
-    tether, services = build(tiny, backend=backend)
+    tether, services = build(tiny, backend=backend.state)
     try:
         first = await run(tether, user="u2")
         assert first.degraded  # the budget's failure path: the rate limit let it through
